@@ -1,0 +1,252 @@
+//! What a step is: the [`Extract`] and [`Transform`] traits, their inputs and outputs, and how
+//! their errors are classified.
+//!
+//! * An **extract** reads a complete snapshot of a source and hands rows to a [`SnapshotSink`];
+//!   the engine diffs them against what is stored and, once the snapshot is complete, deletes what
+//!   vanished. An extract that returns an error deletes nothing.
+//! * A **transform** is called with a batch of transform keys whose inputs changed, and the input
+//!   rows of those keys; it returns output rows, each tagged with the key that produced it. The
+//!   engine stores them with the diff and deletes the rows a key no longer produces.
+//! * A **sink** is a transform with no output tables: its effect is outside (pgvector rows, a
+//!   graph). It gets the same batches; a key with no input rows left is one to remove there.
+//!
+//! Contract for implementations: a call must be safe to repeat (the engine retries transient
+//! errors and reruns after a crash), must not hold keys across calls, and must report a problem
+//! with one key through [`BatchOutput::failed`] or an [`ErrorClass::Data`] error, not by
+//! panicking.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::value::{Key, Row};
+
+/// Who is at fault, which decides what the engine does with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A passing fault (timeout, connection reset, 429, 5xx, serialization failure): retried with
+    /// backoff; if it persists the step stops, and its keys stay pending for the next run.
+    Transient,
+    /// Something about the data of some key(s): the batch is split until the bad keys are found;
+    /// they are recorded as failed and retried next run, the others go on.
+    Data,
+    /// Nothing will work until a person fixes something (credentials, configuration, a missing
+    /// table): the step stops at once.
+    Fatal,
+}
+
+/// An error from a step, classified.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub class: ErrorClass,
+    pub message: String,
+    /// A server's request to wait before retrying (HTTP `Retry-After`).
+    pub retry_after: Option<Duration>,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StepError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        StepError {
+            class,
+            message: message.into(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Transient, message)
+    }
+
+    pub fn data(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Data, message)
+    }
+
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Fatal, message)
+    }
+
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
+        self.retry_after = after;
+        self
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.class == ErrorClass::Transient
+    }
+
+    /// The message with its whole source chain, for the record of a failed key.
+    pub fn chain(&self) -> String {
+        let mut text = self.message.clone();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            let s_text = s.to_string();
+            if !text.contains(&s_text) {
+                text.push_str(": ");
+                text.push_str(&s_text);
+            }
+            source = s.source();
+        }
+        text
+    }
+}
+
+/// Counters a step reports for the run summary (e.g. `edges_dropped`), by name.
+#[derive(Debug, Default, Clone)]
+pub struct Counters(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl Counters {
+    pub fn add(&self, name: &str, n: u64) {
+        if n > 0 {
+            *self.0.lock().expect("counters lock").entry(name.to_string()).or_default() += n;
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().expect("counters lock").clone()
+    }
+}
+
+/// What a step gets besides its data.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    pub step: String,
+    pub counters: Counters,
+    /// True for `etl plan`: nothing may be written anywhere, the source may only be read.
+    pub dry_run: bool,
+}
+
+/// Where an extract puts the rows of its snapshot.
+#[async_trait]
+pub trait SnapshotSink: Send {
+    /// Adds rows to the snapshot of one of the step's output tables.
+    async fn write(&mut self, table: &str, rows: Vec<Row>) -> Result<(), StepError>;
+}
+
+#[async_trait]
+pub trait Extract: Send + Sync {
+    /// Reads a complete snapshot of every output table. Returning `Err` means the snapshot is
+    /// incomplete: what was written stays, nothing is deleted.
+    async fn extract(&self, ctx: &StepContext, out: &mut dyn SnapshotSink) -> Result<(), StepError>;
+}
+
+/// The rows of one input for a batch of keys.
+#[derive(Debug, Clone)]
+pub struct InputRows {
+    pub table: String,
+    /// For each transform key column, the input column it joins (empty for a global input).
+    pub join: Vec<(String, String)>,
+    /// Whether the join covers the whole transform key (the input enumerates keys).
+    pub covers_key: bool,
+    pub rows: Vec<Row>,
+}
+
+/// A batch of transform keys and the input rows that belong to them.
+#[derive(Debug, Clone)]
+pub struct InputBatch {
+    pub key_columns: Vec<String>,
+    pub keys: Vec<Key>,
+    pub inputs: Vec<InputRows>,
+}
+
+impl InputBatch {
+    /// All rows of an input table in this batch.
+    pub fn rows(&self, table: &str) -> &[Row] {
+        self.inputs
+            .iter()
+            .find(|i| i.table == table)
+            .map(|i| i.rows.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// The rows of an input that covers the key, grouped by transform key.
+    pub fn rows_by_key(&self, table: &str) -> HashMap<Key, Vec<&Row>> {
+        let mut out: HashMap<Key, Vec<&Row>> = HashMap::new();
+        if let Some(input) = self.inputs.iter().find(|i| i.table == table) {
+            let cols: Vec<String> = input.join.iter().map(|(_, c)| c.clone()).collect();
+            for row in &input.rows {
+                if let Ok(key) = row.key(&cols) {
+                    out.entry(key).or_default().push(row);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One row produced by a transform.
+#[derive(Debug, Clone)]
+pub struct OutputRow {
+    pub table: String,
+    /// The transform key that produced the row.
+    pub producer: Key,
+    pub row: Row,
+}
+
+/// What a transform returns for a batch.
+#[derive(Debug, Default)]
+pub struct BatchOutput {
+    pub rows: Vec<OutputRow>,
+    /// Keys that failed, with why; the other keys of the batch are processed.
+    pub failed: Vec<(Key, StepError)>,
+}
+
+impl BatchOutput {
+    pub fn push(&mut self, table: &str, producer: &Key, row: Row) {
+        self.rows.push(OutputRow {
+            table: table.to_string(),
+            producer: producer.clone(),
+            row,
+        });
+    }
+}
+
+#[async_trait]
+pub trait Transform: Send + Sync {
+    /// The columns of the transform key, in order.
+    fn key_columns(&self) -> Vec<String>;
+
+    /// The join of the key to an input when the config gives none: (key column, input column).
+    /// By default each key column joins the input column of the same name, if the input's
+    /// primary key has one.
+    fn default_join(&self, _input_table: &str) -> Option<Vec<(String, String)>> {
+        None
+    }
+
+    async fn process(&self, ctx: &StepContext, batch: InputBatch) -> Result<BatchOutput, StepError>;
+}
+
+/// A step's implementation, as built by the binary's catalog.
+#[derive(Clone)]
+pub enum StepImpl {
+    Extract(Arc<dyn Extract>),
+    Transform(Arc<dyn Transform>),
+}
+
+impl fmt::Debug for StepImpl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepImpl::Extract(_) => f.write_str("Extract(..)"),
+            StepImpl::Transform(_) => f.write_str("Transform(..)"),
+        }
+    }
+}
+
+/// An implementation together with the code version it declares (bump it when the code's output
+/// changes for the same input: every key of the step is then reprocessed).
+#[derive(Debug, Clone)]
+pub struct BuiltStep {
+    pub implementation: StepImpl,
+    pub version: u32,
+}

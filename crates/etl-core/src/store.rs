@@ -1,0 +1,196 @@
+//! The store contract: what the engine needs from the database that holds the tables and the
+//! engine's own bookkeeping.
+//!
+//! The engine decides *what* changes (see [`crate::diff`] and [`crate::runner`]); a store only
+//! reads and writes, and guarantees:
+//! * **Atomic batches.** [`Store::commit`] applies a batch's table changes and its key
+//!   bookkeeping in one transaction: after a crash, either all of it happened or none of it.
+//! * **Sequenced changes.** Every row it inserts, updates or deletes gets a fresh change number
+//!   (greater than any before); [`Store::capture`] turns the changes a step has not seen yet into
+//!   pending keys, and records how far it has seen, in one transaction.
+//! * **Exclusive steps.** [`Store::lock`] returns a lock that no other process can hold for the
+//!   same step or for a step that writes a table this step reads or writes, until released or the
+//!   holder dies.
+//! * **Nothing logged.** Errors name tables and steps, never row values.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::dag::{Pipeline, StepDef, TableDef};
+use crate::diff::{Stored, TableDiff};
+use crate::step::{ErrorClass, InputBatch, StepError};
+use crate::value::Key;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or could not be reached.
+    #[error("database error while {context}: {source}")]
+    Database {
+        context: String,
+        transient: bool,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A table does not have the shape the configuration says (missing table or column, wrong key).
+    #[error("table `{table}`: {message}")]
+    Schema { table: String, message: String },
+    /// A row does not fit its table.
+    #[error("table `{table}`: {message}")]
+    Row { table: String, message: String },
+    /// Another process holds the step's lock.
+    #[error("step `{step}` is locked by another etl run ({holder}); rerun with --wait to wait for it")]
+    Locked { step: String, holder: String },
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Database { transient: true, .. })
+    }
+}
+
+impl From<StoreError> for StepError {
+    fn from(e: StoreError) -> Self {
+        let class = match &e {
+            StoreError::Database { transient: true, .. } => ErrorClass::Transient,
+            StoreError::Row { .. } => ErrorClass::Data,
+            _ => ErrorClass::Fatal,
+        };
+        StepError::new(class, e.to_string()).with_source(e)
+    }
+}
+
+/// The bookkeeping and table changes of one batch, committed together.
+#[derive(Debug, Default)]
+pub struct Commit {
+    pub tables: Vec<(String, TableDiff)>,
+    /// Keys processed successfully: no longer pending.
+    pub processed: Vec<Key>,
+    /// Keys processed whose inputs are all gone: their bookkeeping is removed.
+    pub vanished: Vec<Key>,
+    /// Keys that failed, with the error text: stay pending, attempts counted.
+    pub failed: Vec<(Key, String)>,
+}
+
+/// What [`Store::capture`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capture {
+    /// Keys pending after capture (new work plus earlier failures).
+    pub pending: u64,
+    /// Whether everything was made pending (new fingerprint or full refresh).
+    pub full: bool,
+}
+
+/// `etl plan`'s view of a transform: what a run would do, without doing it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanCounts {
+    pub new: u64,
+    pub changed: u64,
+    pub deleted: u64,
+    pub failed_due: u64,
+    /// Set when the fingerprint changed: every key would be reprocessed.
+    pub all_keys: bool,
+}
+
+impl PlanCounts {
+    pub fn total(&self) -> u64 {
+        self.new + self.changed + self.deleted + self.failed_due
+    }
+}
+
+/// How a step's last run ended, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// Finished, but some keys failed.
+    KeysFailed(u64),
+    Failed(String),
+}
+
+impl Outcome {
+    pub fn label(&self) -> String {
+        match self {
+            Outcome::Succeeded => "ok".into(),
+            Outcome::KeysFailed(n) => format!("{n} keys failed"),
+            Outcome::Failed(_) => "failed".into(),
+        }
+    }
+}
+
+/// `etl status`'s view of a step.
+#[derive(Debug, Clone, Default)]
+pub struct StepStatus {
+    pub keys_total: u64,
+    pub keys_pending: u64,
+    pub keys_failed: u64,
+    pub last_started: Option<String>,
+    pub last_finished: Option<String>,
+    pub last_outcome: Option<String>,
+    pub last_error: Option<String>,
+    /// Latest errors of failed keys: (key as stored, attempts, error).
+    pub latest_errors: Vec<(String, i32, String)>,
+}
+
+/// A held step lock. Dropping it also releases it (the database session ends).
+#[async_trait]
+pub trait StepLock: Send {
+    async fn release(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Creates the engine's bookkeeping for the pipeline where missing and checks that every
+    /// table exists with the primary key the configuration gives. Idempotent.
+    async fn prepare(&self, pipeline: &Pipeline) -> Result<(), StoreError>;
+
+    /// Takes the lock of a step: exclusive on the tables it writes and on the step itself, shared
+    /// on the tables it reads. With `wait`, waits; otherwise fails with [`StoreError::Locked`].
+    async fn lock(&self, step: &StepDef, wait: bool) -> Result<Box<dyn StepLock>, StoreError>;
+
+    /// The live rows among `keys`, with hash and producer.
+    async fn stored(&self, table: &TableDef, keys: &[Key]) -> Result<HashMap<Key, Stored>, StoreError>;
+
+    /// The live rows that any of `producers` produced.
+    async fn stored_by_producer(
+        &self,
+        table: &TableDef,
+        producers: &[Key],
+    ) -> Result<HashMap<Key, Stored>, StoreError>;
+
+    /// Live keys in key order after `after`, at most `limit`.
+    async fn live_keys(&self, table: &TableDef, after: Option<&Key>, limit: usize) -> Result<Vec<Key>, StoreError>;
+
+    async fn count_live(&self, table: &TableDef) -> Result<u64, StoreError>;
+
+    /// Applies a batch. For a transform step, also records its keys (see [`Commit`]).
+    async fn commit(&self, step: &StepDef, commit: Commit) -> Result<(), StoreError>;
+
+    /// Turns input changes the step has not seen into pending keys. When the step's fingerprint
+    /// differs from the recorded one, or `full_refresh`, every key is made pending; the new
+    /// fingerprint is recorded in the same transaction.
+    async fn capture(&self, step: &StepDef, full_refresh: bool) -> Result<Capture, StoreError>;
+
+    /// Pending keys in key order after `after`, at most `limit`.
+    async fn pending_keys(&self, step: &StepDef, after: Option<&Key>, limit: usize) -> Result<Vec<Key>, StoreError>;
+
+    /// The input rows of a batch of keys.
+    async fn read_inputs(&self, step: &StepDef, keys: &[Key]) -> Result<InputBatch, StoreError>;
+
+    /// What [`Store::capture`] plus processing would do now, without writing.
+    async fn plan(&self, step: &StepDef) -> Result<PlanCounts, StoreError>;
+
+    /// Records that a step run started.
+    async fn run_started(&self, step: &StepDef) -> Result<(), StoreError>;
+
+    /// Records how a step run ended, with counters.
+    async fn run_finished(
+        &self,
+        step: &StepDef,
+        outcome: &Outcome,
+        counters: &BTreeMap<String, u64>,
+        elapsed: Duration,
+    ) -> Result<(), StoreError>;
+
+    async fn status(&self, step: &StepDef) -> Result<StepStatus, StoreError>;
+}
