@@ -1,0 +1,238 @@
+//! What the store knows about tables: the data tables' columns (read from the catalogue) and
+//! the engine's bookkeeping tables beside them (created on demand).
+//!
+//! * `etl."meta__<table>"`: per primary key of a data table: `hash`, `producer_key`, `create_ts`,
+//!   `update_ts`, `process_ts`, `delete_ts` and `seq` (the change number of its last change).
+//!   Deleted rows stay as tombstones (`delete_ts` set) so that downstream steps see the deletion.
+//! * `etl."keys__<step>"`: per transform key of a step: `pending`, `is_success`, `process_ts`,
+//!   `error`, `attempts`.
+
+use sqlx::PgPool;
+
+use etl_core::store::StoreError;
+use etl_core::{StepDef, TableDef};
+
+use crate::error::db;
+use crate::ident::{column_list, qualified, quote_ident};
+
+pub const SCHEMA: &str = "etl";
+
+/// How values are written to a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnKind {
+    Text,
+    Json,
+    /// Anything else: written as text and cast to `sql_type`.
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    /// The type as Postgres prints it (`format_type`), e.g. `vector(384)`.
+    pub sql_type: String,
+    pub kind: ColumnKind,
+}
+
+/// A data table as configured and as found in the database.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub def: TableDef,
+    pub columns: Vec<Column>,
+}
+
+impl TableInfo {
+    pub fn data_table(&self) -> String {
+        quote_ident(&self.def.name)
+    }
+
+    pub fn meta_table(&self) -> String {
+        meta_table(&self.def.name)
+    }
+
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+pub fn meta_table(table: &str) -> String {
+    qualified(SCHEMA, &format!("meta__{table}"))
+}
+
+pub fn keys_table(step: &str) -> String {
+    qualified(SCHEMA, &format!("keys__{step}"))
+}
+
+/// Reads a data table's columns and checks its primary key against the configuration.
+pub async fn inspect(pool: &PgPool, def: &TableDef) -> Result<TableInfo, StoreError> {
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+           FROM pg_attribute a
+          WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 AND NOT a.attisdropped
+          ORDER BY a.attnum",
+    )
+    .bind(&def.name)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| db(format!("reading the columns of table `{}`", def.name), e))?;
+    if columns.is_empty() {
+        return Err(StoreError::Schema {
+            table: def.name.clone(),
+            message: "does not exist in the database: run `etl migrate` (or create it) first".into(),
+        });
+    }
+    let pk: Vec<String> = sqlx::query_scalar(
+        "SELECT a.attname::text
+           FROM pg_index i
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+          WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisprimary",
+    )
+    .bind(&def.name)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| db(format!("reading the primary key of table `{}`", def.name), e))?;
+    let mut want = def.primary_key.clone();
+    want.sort();
+    let mut have = pk.clone();
+    have.sort();
+    if want != have {
+        return Err(StoreError::Schema {
+            table: def.name.clone(),
+            message: format!(
+                "pipelines.toml gives primary key ({}) but the database has ({}): make them agree",
+                def.primary_key.join(", "),
+                pk.join(", ")
+            ),
+        });
+    }
+    let columns: Vec<Column> = columns
+        .into_iter()
+        .map(|(name, sql_type)| {
+            let kind = match sql_type.as_str() {
+                "text" | "character varying" => ColumnKind::Text,
+                "jsonb" | "json" => ColumnKind::Json,
+                _ => ColumnKind::Other,
+            };
+            Column { name, sql_type, kind }
+        })
+        .collect();
+    for k in &def.primary_key {
+        let c = columns.iter().find(|c| &c.name == k).expect("primary key columns exist");
+        if c.kind != ColumnKind::Text {
+            return Err(StoreError::Schema {
+                table: def.name.clone(),
+                message: format!("key column `{k}` is {}, but managed tables have text keys", c.sql_type),
+            });
+        }
+    }
+    Ok(TableInfo {
+        def: def.clone(),
+        columns,
+    })
+}
+
+/// Creates the row metadata of a table if missing.
+pub async fn ensure_meta(pool: &PgPool, def: &TableDef) -> Result<(), StoreError> {
+    let meta = meta_table(&def.name);
+    let keys = def
+        .primary_key
+        .iter()
+        .map(|k| format!("{} text NOT NULL", quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pk = column_list(&def.primary_key, None);
+    let base = format!("meta__{}", def.name);
+    let statements = [
+        format!(
+            "CREATE TABLE IF NOT EXISTS {meta} ({keys}, hash bytea, producer_key text,
+                create_ts timestamptz NOT NULL, update_ts timestamptz NOT NULL,
+                process_ts timestamptz NOT NULL, delete_ts timestamptz, seq bigint NOT NULL,
+                PRIMARY KEY ({pk}))"
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {meta} (seq)",
+            quote_ident(&format!("{base}__seq"))
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {meta} (producer_key) WHERE producer_key IS NOT NULL",
+            quote_ident(&format!("{base}__producer"))
+        ),
+    ];
+    run_ddl(pool, &def.name, &statements).await?;
+    check_key_columns(pool, &base, &def.primary_key, &def.name).await
+}
+
+/// Creates the key bookkeeping of a transform or sink step if missing. Its key columns follow
+/// the step's key; if the key changed, the old bookkeeping is replaced (the fingerprint changed
+/// too, so every key is reprocessed anyway).
+pub async fn ensure_keys(pool: &PgPool, step: &StepDef) -> Result<(), StoreError> {
+    let base = format!("keys__{}", step.name);
+    let table = keys_table(&step.name);
+    if check_key_columns(pool, &base, &step.key, &step.name).await.is_err() {
+        run_ddl(pool, &step.name, &[format!("DROP TABLE IF EXISTS {table}")]).await?;
+    }
+    let keys = step
+        .key
+        .iter()
+        .map(|k| format!("{} text NOT NULL", quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pk = column_list(&step.key, None);
+    let statements = [
+        format!(
+            "CREATE TABLE IF NOT EXISTS {table} ({keys}, pending boolean NOT NULL DEFAULT true,
+                is_success boolean, process_ts timestamptz, error text,
+                attempts integer NOT NULL DEFAULT 0, PRIMARY KEY ({pk}))"
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {table} ({pk}) WHERE pending",
+            quote_ident(&format!("{base}__pending"))
+        ),
+    ];
+    run_ddl(pool, &step.name, &statements).await
+}
+
+async fn run_ddl(pool: &PgPool, what: &str, statements: &[String]) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(|e| db("starting a transaction", e))?;
+    // Two runs preparing at once would race on CREATE ... IF NOT EXISTS: serialize them.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(crate::lock::lock_id("ddl"))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db("serializing bookkeeping DDL", e))?;
+    for s in statements {
+        sqlx::query(s)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db(format!("creating the bookkeeping of `{what}`"), e))?;
+    }
+    tx.commit().await.map_err(|e| db("committing bookkeeping DDL", e))
+}
+
+/// Checks that a bookkeeping table's key columns are the expected ones (if it exists).
+async fn check_key_columns(pool: &PgPool, base: &str, expected: &[String], owner: &str) -> Result<(), StoreError> {
+    let cols: Vec<String> = sqlx::query_scalar(
+        "SELECT a.attname::text FROM pg_attribute a
+          JOIN pg_index i ON i.indrelid = a.attrelid AND a.attnum = ANY(i.indkey) AND i.indisprimary
+         WHERE a.attrelid = to_regclass(quote_ident($1) || '.' || quote_ident($2))
+         ORDER BY array_position(i.indkey::int2[], a.attnum)",
+    )
+    .bind(SCHEMA)
+    .bind(base)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| db(format!("reading the bookkeeping of `{owner}`"), e))?;
+    if cols.is_empty() || cols == expected {
+        Ok(())
+    } else {
+        Err(StoreError::Schema {
+            table: owner.to_string(),
+            message: format!(
+                "its bookkeeping ({SCHEMA}.{base}) is keyed by ({}) but the configuration says ({}); \
+                 if the key really changed, drop {SCHEMA}.{base} and rerun (everything is reloaded)",
+                cols.join(", "),
+                expected.join(", ")
+            ),
+        })
+    }
+}

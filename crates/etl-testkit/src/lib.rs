@@ -1,0 +1,9 @@
+//! `etl-testkit`: what tests need around the engine. Dev-only.
+//!
+//! * [`postgres`]: a fresh, migrated database per test on the Postgres that `scripts/services`
+//!   starts; a test fails loudly when that Postgres is not running.
+//! * [`steps`]: small in-memory steps (a snapshot source that tests edit between runs, and
+//!   transforms with switchable failures) for exercising the engine.
+
+pub mod postgres;
+pub mod steps;
