@@ -148,7 +148,11 @@ impl Pipeline {
                 }
                 None => errors.push(format!(
                     "no step named `{name}` (steps: {})",
-                    self.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    self.steps
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             }
         }
@@ -163,7 +167,11 @@ impl Pipeline {
                 errors.push(format!(
                     "no step has the label{} {}",
                     if sel.labels.len() == 1 { "" } else { "s" },
-                    sel.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+                    sel.labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         }
@@ -231,7 +239,11 @@ pub fn compile(
         if ws.len() > 1 {
             errors.push(ConfigError::new(
                 format!("tables.{table}"),
-                format!("is written by {} steps ({}); a table has one writer", ws.len(), ws.join(", ")),
+                format!(
+                    "is written by {} steps ({}); a table has one writer",
+                    ws.len(),
+                    ws.join(", ")
+                ),
             ));
         }
     }
@@ -239,17 +251,38 @@ pub fn compile(
     let mut steps = Vec::new();
     for s in config.steps.values() {
         let place = format!("steps.{}", s.name);
-        let mut settings = Settings::new(format!("{place}.settings"), s.settings.clone(), env.clone());
+        let mut settings =
+            Settings::new(format!("{place}.settings"), s.settings.clone(), env.clone());
         let built = catalog.build(s, &mut settings);
         let report = settings.finish();
         errors.extend(report.errors);
         let built = match built {
             Built::Step(b) => Some(b),
-            Built::Invalid => None,
+            Built::Invalid => {
+                // A step is never dropped silently: say why it could not be built.
+                if !errors
+                    .iter()
+                    .any(|e| e.place.starts_with(&format!("{place}.")))
+                {
+                    if report.missing_env.is_empty() {
+                        errors.push(ConfigError::new(
+                            format!("{place}.settings"),
+                            "the step could not be built from these settings",
+                        ));
+                    } else {
+                        errors.extend(report.missing_env.iter().cloned());
+                    }
+                }
+                None
+            }
             Built::Unknown => {
                 errors.push(ConfigError::new(
                     format!("{place}.uses"),
-                    format!("unknown implementation `{}` (known: {})", s.uses, catalog.names().join(", ")),
+                    format!(
+                        "unknown implementation `{}` (known: {})",
+                        s.uses,
+                        catalog.names().join(", ")
+                    ),
                 ));
                 None
             }
@@ -258,15 +291,24 @@ pub fn compile(
         match s.kind {
             StepKind::Extract => {
                 if !s.inputs.is_empty() {
-                    errors.push(ConfigError::new(format!("{place}.inputs"), "an extract reads a source, not tables: remove `inputs`"));
+                    errors.push(ConfigError::new(
+                        format!("{place}.inputs"),
+                        "an extract reads a source, not tables: remove `inputs`",
+                    ));
                 }
                 if s.outputs.is_empty() {
-                    errors.push(ConfigError::new(format!("{place}.outputs"), "an extract needs at least one output table"));
+                    errors.push(ConfigError::new(
+                        format!("{place}.outputs"),
+                        "an extract needs at least one output table",
+                    ));
                 }
             }
             StepKind::Transform => {
                 if s.inputs.is_empty() {
-                    errors.push(ConfigError::new(format!("{place}.inputs"), "a transform needs at least one input table"));
+                    errors.push(ConfigError::new(
+                        format!("{place}.inputs"),
+                        "a transform needs at least one input table",
+                    ));
                 }
                 if s.outputs.is_empty() {
                     errors.push(ConfigError::new(format!("{place}.outputs"), "a transform needs at least one output table (a step without outputs is a sink)"));
@@ -274,10 +316,16 @@ pub fn compile(
             }
             StepKind::Sink => {
                 if s.inputs.is_empty() {
-                    errors.push(ConfigError::new(format!("{place}.inputs"), "a sink needs at least one input table"));
+                    errors.push(ConfigError::new(
+                        format!("{place}.inputs"),
+                        "a sink needs at least one input table",
+                    ));
                 }
                 if !s.outputs.is_empty() {
-                    errors.push(ConfigError::new(format!("{place}.outputs"), "a sink writes outside the database: remove `outputs`"));
+                    errors.push(ConfigError::new(
+                        format!("{place}.outputs"),
+                        "a sink writes outside the database: remove `outputs`",
+                    ));
                 }
             }
         }
@@ -285,12 +333,18 @@ pub fn compile(
         let mut seen_inputs = BTreeSet::new();
         for inp in &s.inputs {
             if !seen_inputs.insert(inp.table.as_str()) {
-                errors.push(ConfigError::new(&inp.place, format!("table `{}` is listed twice", inp.table)));
+                errors.push(ConfigError::new(
+                    &inp.place,
+                    format!("table `{}` is listed twice", inp.table),
+                ));
             }
             if !tables.contains_key(&inp.table) {
                 errors.push(ConfigError::new(
                     &inp.place,
-                    format!("unknown table `{}` (declare it under [tables.{}])", inp.table, inp.table),
+                    format!(
+                        "unknown table `{}` (declare it under [tables.{}])",
+                        inp.table, inp.table
+                    ),
                 ));
             } else if !writers.contains_key(inp.table.as_str()) {
                 errors.push(ConfigError::new(
@@ -303,7 +357,9 @@ pub fn compile(
         let Some(built) = built else { continue };
         let (key, kind_ok) = match (&built.implementation, s.kind) {
             (StepImpl::Extract(_), StepKind::Extract) => (Vec::new(), true),
-            (StepImpl::Transform(t), StepKind::Transform | StepKind::Sink) => (t.key_columns(), true),
+            (StepImpl::Transform(t), StepKind::Transform | StepKind::Sink) => {
+                (t.key_columns(), true)
+            }
             (StepImpl::Extract(_), _) => (Vec::new(), false),
             (StepImpl::Transform(t), _) => (t.key_columns(), false),
         };
@@ -319,17 +375,28 @@ pub fn compile(
             continue;
         }
 
+        if s.kind != StepKind::Extract && key.is_empty() {
+            errors.push(ConfigError::new(
+                format!("{place}.uses"),
+                format!("`{}` declares no key columns (a bug in the step)", s.uses),
+            ));
+        }
         let mut inputs = Vec::new();
         if s.kind != StepKind::Extract {
             for inp in &s.inputs {
-                let Some(table) = tables.get(&inp.table) else { continue };
+                let Some(table) = tables.get(&inp.table) else {
+                    continue;
+                };
                 let join = match &inp.on {
                     Some(on) => {
                         for (k, c) in on {
                             if !key.contains(k) {
                                 errors.push(ConfigError::new(
                                     format!("{}.on.{k}", inp.place),
-                                    format!("`{k}` is not a key column of this step (its key: {})", key.join(", ")),
+                                    format!(
+                                        "`{k}` is not a key column of this step (its key: {})",
+                                        key.join(", ")
+                                    ),
                                 ));
                             }
                             if !table.primary_key.contains(c) {
@@ -485,7 +552,8 @@ fn find_cycle(config: &PipelineConfig) -> Option<Vec<String>> {
             match mark.get(n).copied().unwrap_or(Mark::Done) {
                 Mark::Active => {
                     let start = path.iter().position(|p| p == n).unwrap_or(0);
-                    let mut chain: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
+                    let mut chain: Vec<String> =
+                        path[start..].iter().map(|s| s.to_string()).collect();
                     chain.push(n.to_string());
                     return Some(chain);
                 }
@@ -545,5 +613,8 @@ fn topological(mut steps: Vec<StepDef>) -> Vec<StepDef> {
         assert!(order.len() > before, "cycles are rejected before ordering");
     }
     let mut slots: Vec<Option<StepDef>> = steps.into_iter().map(Some).collect();
-    order.into_iter().map(|i| slots[i].take().expect("each step once")).collect()
+    order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each step once"))
+        .collect()
 }

@@ -148,10 +148,20 @@ mod tests {
             fresh("3", "c", Some("other")),
         ];
         let stored = stored_of(&before);
-        let now = vec![fresh("1", "a", Some("k")), fresh("2", "B", Some("k")), fresh("4", "d", Some("k"))];
+        let now = vec![
+            fresh("1", "a", Some("k")),
+            fresh("2", "B", Some("k")),
+            fresh("4", "d", Some("k")),
+        ];
         let d = diff(now, &stored, |s| s.producer == Some(Key::new(["k"])));
-        assert_eq!(d.inserts.iter().map(|u| u.key.clone()).collect::<Vec<_>>(), vec![Key::new(["4"])]);
-        assert_eq!(d.updates.iter().map(|u| u.key.clone()).collect::<Vec<_>>(), vec![Key::new(["2"])]);
+        assert_eq!(
+            d.inserts.iter().map(|u| u.key.clone()).collect::<Vec<_>>(),
+            vec![Key::new(["4"])]
+        );
+        assert_eq!(
+            d.updates.iter().map(|u| u.key.clone()).collect::<Vec<_>>(),
+            vec![Key::new(["2"])]
+        );
         // Row 3 belongs to another key: untouched.
         assert!(d.deletes.is_empty());
         assert_eq!(d.unchanged, 1);

@@ -20,6 +20,8 @@ pub mod value;
 
 pub use dag::{Pipeline, Selection, StepDef, StepKind, TableDef};
 pub use runner::{RunOptions, Runner};
-pub use step::{BatchOutput, ErrorClass, Extract, InputBatch, StepContext, StepError, StepImpl, Transform};
+pub use step::{
+    BatchOutput, ErrorClass, Extract, InputBatch, StepContext, StepError, StepImpl, Transform,
+};
 pub use store::Store;
 pub use value::{Key, Row, Value};

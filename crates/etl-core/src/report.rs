@@ -80,17 +80,24 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn any_failed(&self) -> bool {
-        self.steps.iter().any(|s| !matches!(s.status, StepRunStatus::Succeeded))
+        self.steps
+            .iter()
+            .any(|s| !matches!(s.status, StepRunStatus::Succeeded))
     }
 
     pub fn locked(&self) -> bool {
-        self.steps.iter().any(|s| matches!(s.status, StepRunStatus::Locked(_)))
+        self.steps
+            .iter()
+            .any(|s| matches!(s.status, StepRunStatus::Locked(_)))
     }
 
     pub fn step_failed(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| matches!(s.status, StepRunStatus::Failed(_) | StepRunStatus::Skipped(_)))
+        self.steps.iter().any(|s| {
+            matches!(
+                s.status,
+                StepRunStatus::Failed(_) | StepRunStatus::Skipped(_)
+            )
+        })
     }
 
     pub fn keys_failed(&self) -> bool {
@@ -108,7 +115,14 @@ impl fmt::Display for RunReport {
                 StepRunStatus::Skipped(why) => format!("skipped: {why}"),
                 StepRunStatus::Locked(why) => format!("locked: {why}"),
             };
-            write!(f, "{:<24} {:<9} {:>8.2}s  {}", s.step, s.kind.as_str(), s.elapsed.as_secs_f64(), status)?;
+            write!(
+                f,
+                "{:<24} {:<9} {:>8.2}s  {}",
+                s.step,
+                s.kind.as_str(),
+                s.elapsed.as_secs_f64(),
+                status
+            )?;
             if s.kind != StepKind::Extract {
                 write!(f, "  keys={}", s.keys_processed)?;
             }

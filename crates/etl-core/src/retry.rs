@@ -41,7 +41,8 @@ impl RetryPolicy {
             .initial_delay
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
         let cap = exp.min(self.max_delay);
-        let jittered = Duration::from_secs_f64(rand::thread_rng().gen_range(0.0..=1.0) * cap.as_secs_f64());
+        let jittered =
+            Duration::from_secs_f64(rand::thread_rng().gen_range(0.0..=1.0) * cap.as_secs_f64());
         match retry_after {
             Some(after) => jittered.max(after.min(Duration::from_secs(120))),
             None => jittered.max(self.initial_delay / 2),

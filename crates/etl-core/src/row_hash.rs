@@ -198,7 +198,10 @@ mod tests {
         let node = Row::new()
             .with("node_id", "p1")
             .with("node_type", "person")
-            .with("attributes", json!({"name": "Ann", "age": 41, "tags": ["a", "b"], "score": 0.5}));
+            .with(
+                "attributes",
+                json!({"name": "Ann", "age": 41, "tags": ["a", "b"], "score": 0.5}),
+            );
         let typed = Row::new()
             .with("b", true)
             .with("i", -7i64)

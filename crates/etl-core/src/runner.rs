@@ -100,7 +100,8 @@ impl Runner {
         let selected = self.pipeline.select(&opts.selection)?;
         let selected_set: HashSet<usize> = selected.iter().copied().collect();
         let mut reports: HashMap<usize, StepReport> = HashMap::new();
-        let mut running: FuturesUnordered<BoxFuture<'static, (usize, StepReport)>> = FuturesUnordered::new();
+        let mut running: FuturesUnordered<BoxFuture<'static, (usize, StepReport)>> =
+            FuturesUnordered::new();
         let mut started_set: HashSet<usize> = HashSet::new();
 
         loop {
@@ -137,7 +138,8 @@ impl Runner {
                 }
                 let this = self.clone();
                 let opts = opts.clone();
-                let span = tracing::info_span!("step", step = %step.name, kind = step.kind.as_str());
+                let span =
+                    tracing::info_span!("step", step = %step.name, kind = step.kind.as_str());
                 running.push(Box::pin(async move {
                     let handle = tokio::spawn(
                         async move { this.run_step(i, &opts, dry_run).await }.instrument(span),
@@ -168,7 +170,10 @@ impl Runner {
             }
         }
 
-        let steps = selected.iter().map(|i| reports.remove(i).expect("every step reported")).collect();
+        let steps = selected
+            .iter()
+            .map(|i| reports.remove(i).expect("every step reported"))
+            .collect();
         Ok(RunReport {
             steps,
             elapsed: started.elapsed(),
@@ -211,7 +216,9 @@ impl Runner {
 
         let result = match (&step.implementation, dry_run) {
             (StepImpl::Extract(_), _) => self.run_extract(step, opts, &ctx, &mut report).await,
-            (StepImpl::Transform(_), false) => self.run_transform(step, opts, &ctx, &mut report).await,
+            (StepImpl::Transform(_), false) => {
+                self.run_transform(step, opts, &ctx, &mut report).await
+            }
             (StepImpl::Transform(_), true) => match self.store.plan(step).await {
                 Ok(p) => {
                     report.plan = Some(p);
@@ -235,7 +242,11 @@ impl Runner {
         };
         self.progress.finished(&step.name);
         if !dry_run {
-            if let Err(e) = self.store.run_finished(step, &outcome, &report.counters, report.elapsed).await {
+            if let Err(e) = self
+                .store
+                .run_finished(step, &outcome, &report.counters, report.elapsed)
+                .await
+            {
                 tracing::warn!(error = %e, "could not record the end of the step");
             }
         }
@@ -245,7 +256,9 @@ impl Runner {
             }
         }
         match &report.status {
-            StepRunStatus::Failed(e) => tracing::error!(error = %e, elapsed_ms = report.elapsed.as_millis() as u64, "step failed"),
+            StepRunStatus::Failed(e) => {
+                tracing::error!(error = %e, elapsed_ms = report.elapsed.as_millis() as u64, "step failed")
+            }
             _ => tracing::info!(
                 elapsed_ms = report.elapsed.as_millis() as u64,
                 rows_written = report.rows_written(),
@@ -268,7 +281,13 @@ impl Runner {
             unreachable!("run_extract is called for extracts")
         };
         self.progress.started(&step.name, None);
-        let mut writer = SnapshotWriter::new(self.store.clone(), self.pipeline.clone(), step, opts.retry, ctx.dry_run);
+        let mut writer = SnapshotWriter::new(
+            self.store.clone(),
+            self.pipeline.clone(),
+            step,
+            opts.retry,
+            ctx.dry_run,
+        );
         let read = extract.extract(ctx, &mut writer).await;
         let flushed = writer.flush_all().await;
         report.tables = writer.counts.clone();
@@ -277,7 +296,8 @@ impl Runner {
         writer.finish(opts.allow_mass_delete).await?;
         report.tables = writer.counts.clone();
         if writer.duplicates > 0 {
-            ctx.counters.add("duplicate_keys_ignored", writer.duplicates);
+            ctx.counters
+                .add("duplicate_keys_ignored", writer.duplicates);
         }
         if ctx.dry_run {
             let mut plan = crate::store::PlanCounts::default();
@@ -299,8 +319,15 @@ impl Runner {
         ctx: &StepContext,
         report: &mut StepReport,
     ) -> Result<(), StepError> {
-        let capture = retry(&opts.retry, "capture changes", || self.store.capture(step, opts.full_refresh)).await?;
-        tracing::info!(pending = capture.pending, full = capture.full, "changes captured");
+        let capture = retry(&opts.retry, "capture changes", || {
+            self.store.capture(step, opts.full_refresh)
+        })
+        .await?;
+        tracing::info!(
+            pending = capture.pending,
+            full = capture.full,
+            "changes captured"
+        );
         self.progress.started(&step.name, Some(capture.pending));
         if capture.pending == 0 {
             return Ok(());
@@ -319,7 +346,8 @@ impl Runner {
         loop {
             while !exhausted && fatal.is_none() && in_flight.len() < step.concurrency {
                 let keys = retry(&opts.retry, "list pending keys", || {
-                    self.store.pending_keys(step, after.as_ref(), step.batch_size)
+                    self.store
+                        .pending_keys(step, after.as_ref(), step.batch_size)
                 })
                 .await?;
                 if keys.is_empty() {
@@ -351,7 +379,8 @@ impl Runner {
                         e.deleted += c.deleted;
                         e.unchanged += c.unchanged;
                     }
-                    self.progress.advanced(&step.name, done.processed + done.failed_keys);
+                    self.progress
+                        .advanced(&step.name, done.processed + done.failed_keys);
                 }
                 Some(Err(e)) => {
                     if fatal.is_none() {
@@ -420,7 +449,10 @@ impl<'a> BatchWorker<'a> {
                         failed: vec![(keys[0].clone(), text.clone())],
                         ..Commit::default()
                     };
-                    retry(&self.retry, "record failure", || self.store.commit(self.step, clone_commit(&commit))).await?;
+                    retry(&self.retry, "record failure", || {
+                        self.store.commit(self.step, clone_commit(&commit))
+                    })
+                    .await?;
                     tracing::warn!(key = %keys[0], error = %text, "key failed");
                     Ok(BatchDone {
                         failed_keys: 1,
@@ -462,8 +494,11 @@ impl<'a> BatchWorker<'a> {
             }
             failed.insert(k, e.chain());
         }
-        let mut fresh_by_table: BTreeMap<&str, Vec<FreshRow>> =
-            step.outputs.iter().map(|o| (o.as_str(), Vec::new())).collect();
+        let mut fresh_by_table: BTreeMap<&str, Vec<FreshRow>> = step
+            .outputs
+            .iter()
+            .map(|o| (o.as_str(), Vec::new()))
+            .collect();
         for out in output.rows {
             if !batch_keys.contains(&out.producer) {
                 return Err(StepError::fatal(format!(
@@ -490,7 +525,10 @@ impl<'a> BatchWorker<'a> {
                     producer: Some(out.producer),
                 }),
                 Err(e) => {
-                    failed.insert(out.producer, format!("an output row for `{}` has no key: {e}", out.table));
+                    failed.insert(
+                        out.producer,
+                        format!("an output row for `{}` has no key: {e}", out.table),
+                    );
                 }
             }
         }
@@ -499,7 +537,11 @@ impl<'a> BatchWorker<'a> {
             list.retain(|r| r.producer.as_ref().is_none_or(|p| !failed.contains_key(p)));
         }
 
-        let producers: Vec<Key> = keys.iter().filter(|k| !failed.contains_key(*k)).cloned().collect();
+        let producers: Vec<Key> = keys
+            .iter()
+            .filter(|k| !failed.contains_key(*k))
+            .cloned()
+            .collect();
         let producer_set: HashSet<&Key> = producers.iter().collect();
         let mut commit = Commit::default();
         let mut done = BatchDone::default();
@@ -508,7 +550,11 @@ impl<'a> BatchWorker<'a> {
             let fresh_keys: Vec<Key> = fresh.iter().map(|r| r.key.clone()).collect();
             let mut stored = self.store.stored(table, &fresh_keys).await?;
             stored.extend(self.store.stored_by_producer(table, &producers).await?);
-            let d = diff(fresh, &stored, |s| s.producer.as_ref().is_some_and(|p| producer_set.contains(p)));
+            let d = diff(fresh, &stored, |s| {
+                s.producer
+                    .as_ref()
+                    .is_some_and(|p| producer_set.contains(p))
+            });
             done.tables.insert(table_name.to_string(), counts_of(&d));
             commit.tables.push((table_name.to_string(), d));
         }
@@ -531,10 +577,11 @@ impl<'a> BatchWorker<'a> {
     }
 
     fn pipeline_table(&self, name: &str) -> Result<&'a TableDef, StepError> {
-        self.pipeline
-            .tables
-            .get(name)
-            .ok_or_else(|| StepError::fatal(format!("unknown table `{name}` (a bug: outputs are validated)")))
+        self.pipeline.tables.get(name).ok_or_else(|| {
+            StepError::fatal(format!(
+                "unknown table `{name}` (a bug: outputs are validated)"
+            ))
+        })
     }
 }
 
@@ -571,7 +618,13 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    fn new(store: Arc<dyn Store>, pipeline: Arc<Pipeline>, step: &StepDef, retry: RetryPolicy, dry_run: bool) -> Self {
+    fn new(
+        store: Arc<dyn Store>,
+        pipeline: Arc<Pipeline>,
+        step: &StepDef,
+        retry: RetryPolicy,
+        dry_run: bool,
+    ) -> Self {
         let mut counts = BTreeMap::new();
         let mut seen = BTreeMap::new();
         let mut buffers = BTreeMap::new();
@@ -600,7 +653,10 @@ impl SnapshotWriter {
         }
         let def = self.pipeline.tables[table].clone();
         let keys: Vec<Key> = fresh.iter().map(|r| r.key.clone()).collect();
-        let stored = retry(&self.retry, "read stored hashes", || self.store.stored(&def, &keys)).await?;
+        let stored = retry(&self.retry, "read stored hashes", || {
+            self.store.stored(&def, &keys)
+        })
+        .await?;
         let d = diff(fresh, &stored, |_| false);
         let c = self.counts.get_mut(table).expect("output table");
         c.inserted += d.inserts.len() as u64;
@@ -611,9 +667,11 @@ impl SnapshotWriter {
                 tables: vec![(table.to_string(), d)],
                 ..Commit::default()
             };
-            retry(&self.retry, "write batch", || self.store.commit(&self.step, clone_commit(&commit)))
-                .instrument(tracing::debug_span!("batch", table))
-                .await?;
+            retry(&self.retry, "write batch", || {
+                self.store.commit(&self.step, clone_commit(&commit))
+            })
+            .instrument(tracing::debug_span!("batch", table))
+            .await?;
         }
         Ok(())
     }
@@ -636,8 +694,13 @@ impl SnapshotWriter {
             let (mut live, mut missing) = (0u64, 0u64);
             let mut after: Option<Key> = None;
             loop {
-                let keys = retry(&self.retry, "list stored keys", || self.store.live_keys(&def, after.as_ref(), page)).await?;
-                let Some(last) = keys.last().cloned() else { break };
+                let keys = retry(&self.retry, "list stored keys", || {
+                    self.store.live_keys(&def, after.as_ref(), page)
+                })
+                .await?;
+                let Some(last) = keys.last().cloned() else {
+                    break;
+                };
                 live += keys.len() as u64;
                 missing += keys.iter().filter(|k| !seen.contains(&k.digest())).count() as u64;
                 after = Some(last);
@@ -660,10 +723,18 @@ impl SnapshotWriter {
             }
             let mut after: Option<Key> = None;
             loop {
-                let keys = retry(&self.retry, "list stored keys", || self.store.live_keys(&def, after.as_ref(), page)).await?;
-                let Some(last) = keys.last().cloned() else { break };
+                let keys = retry(&self.retry, "list stored keys", || {
+                    self.store.live_keys(&def, after.as_ref(), page)
+                })
+                .await?;
+                let Some(last) = keys.last().cloned() else {
+                    break;
+                };
                 after = Some(last);
-                let gone: Vec<Key> = keys.into_iter().filter(|k| !seen.contains(&k.digest())).collect();
+                let gone: Vec<Key> = keys
+                    .into_iter()
+                    .filter(|k| !seen.contains(&k.digest()))
+                    .collect();
                 for chunk in gone.chunks(self.step.batch_size) {
                     let commit = Commit {
                         tables: vec![(
@@ -675,7 +746,10 @@ impl SnapshotWriter {
                         )],
                         ..Commit::default()
                     };
-                    retry(&self.retry, "delete vanished rows", || self.store.commit(&self.step, clone_commit(&commit))).await?;
+                    retry(&self.retry, "delete vanished rows", || {
+                        self.store.commit(&self.step, clone_commit(&commit))
+                    })
+                    .await?;
                 }
             }
         }
@@ -686,7 +760,12 @@ impl SnapshotWriter {
 #[async_trait]
 impl SnapshotSink for SnapshotWriter {
     async fn write(&mut self, table: &str, rows: Vec<Row>) -> Result<(), StepError> {
-        let Some(def) = self.pipeline.tables.get(table).filter(|_| self.buffers.contains_key(table)) else {
+        let Some(def) = self
+            .pipeline
+            .tables
+            .get(table)
+            .filter(|_| self.buffers.contains_key(table))
+        else {
             return Err(StepError::fatal(format!(
                 "step `{}` wrote to table `{table}`, which is not among its outputs ({})",
                 self.step.name,
@@ -698,7 +777,12 @@ impl SnapshotSink for SnapshotWriter {
             let key = row.key(&pk).map_err(|e| {
                 StepError::data(format!("a row for table `{table}` has no usable key: {e}"))
             })?;
-            if !self.seen.get_mut(table).expect("output table").insert(key.digest()) {
+            if !self
+                .seen
+                .get_mut(table)
+                .expect("output table")
+                .insert(key.digest())
+            {
                 self.duplicates += 1;
                 continue;
             }

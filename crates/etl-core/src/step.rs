@@ -109,7 +109,12 @@ pub struct Counters(Arc<Mutex<BTreeMap<String, u64>>>);
 impl Counters {
     pub fn add(&self, name: &str, n: u64) {
         if n > 0 {
-            *self.0.lock().expect("counters lock").entry(name.to_string()).or_default() += n;
+            *self
+                .0
+                .lock()
+                .expect("counters lock")
+                .entry(name.to_string())
+                .or_default() += n;
         }
     }
 
@@ -136,9 +141,15 @@ pub trait SnapshotSink: Send {
 
 #[async_trait]
 pub trait Extract: Send + Sync {
+    /// Checks that the source can be reached with the configured credentials (`etl check`).
+    async fn check(&self) -> Result<(), StepError> {
+        Ok(())
+    }
+
     /// Reads a complete snapshot of every output table. Returning `Err` means the snapshot is
     /// incomplete: what was written stays, nothing is deleted.
-    async fn extract(&self, ctx: &StepContext, out: &mut dyn SnapshotSink) -> Result<(), StepError>;
+    async fn extract(&self, ctx: &StepContext, out: &mut dyn SnapshotSink)
+        -> Result<(), StepError>;
 }
 
 /// The rows of one input for a batch of keys.
@@ -224,7 +235,13 @@ pub trait Transform: Send + Sync {
         None
     }
 
-    async fn process(&self, ctx: &StepContext, batch: InputBatch) -> Result<BatchOutput, StepError>;
+    async fn process(&self, ctx: &StepContext, batch: InputBatch)
+        -> Result<BatchOutput, StepError>;
+
+    /// Checks that the services the step uses can be reached (`etl check`).
+    async fn check(&self) -> Result<(), StepError> {
+        Ok(())
+    }
 }
 
 /// A step's implementation, as built by the binary's catalog.

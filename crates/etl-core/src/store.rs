@@ -40,20 +40,30 @@ pub enum StoreError {
     #[error("table `{table}`: {message}")]
     Row { table: String, message: String },
     /// Another process holds the step's lock.
-    #[error("step `{step}` is locked by another etl run ({holder}); rerun with --wait to wait for it")]
+    #[error(
+        "step `{step}` is locked by another etl run ({holder}); rerun with --wait to wait for it"
+    )]
     Locked { step: String, holder: String },
 }
 
 impl StoreError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Database { transient: true, .. })
+        matches!(
+            self,
+            StoreError::Database {
+                transient: true,
+                ..
+            }
+        )
     }
 }
 
 impl From<StoreError> for StepError {
     fn from(e: StoreError) -> Self {
         let class = match &e {
-            StoreError::Database { transient: true, .. } => ErrorClass::Transient,
+            StoreError::Database {
+                transient: true, ..
+            } => ErrorClass::Transient,
             StoreError::Row { .. } => ErrorClass::Data,
             _ => ErrorClass::Fatal,
         };
@@ -149,7 +159,11 @@ pub trait Store: Send + Sync {
     async fn lock(&self, step: &StepDef, wait: bool) -> Result<Box<dyn StepLock>, StoreError>;
 
     /// The live rows among `keys`, with hash and producer.
-    async fn stored(&self, table: &TableDef, keys: &[Key]) -> Result<HashMap<Key, Stored>, StoreError>;
+    async fn stored(
+        &self,
+        table: &TableDef,
+        keys: &[Key],
+    ) -> Result<HashMap<Key, Stored>, StoreError>;
 
     /// The live rows that any of `producers` produced.
     async fn stored_by_producer(
@@ -159,7 +173,12 @@ pub trait Store: Send + Sync {
     ) -> Result<HashMap<Key, Stored>, StoreError>;
 
     /// Live keys in key order after `after`, at most `limit`.
-    async fn live_keys(&self, table: &TableDef, after: Option<&Key>, limit: usize) -> Result<Vec<Key>, StoreError>;
+    async fn live_keys(
+        &self,
+        table: &TableDef,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Key>, StoreError>;
 
     async fn count_live(&self, table: &TableDef) -> Result<u64, StoreError>;
 
@@ -172,7 +191,12 @@ pub trait Store: Send + Sync {
     async fn capture(&self, step: &StepDef, full_refresh: bool) -> Result<Capture, StoreError>;
 
     /// Pending keys in key order after `after`, at most `limit`.
-    async fn pending_keys(&self, step: &StepDef, after: Option<&Key>, limit: usize) -> Result<Vec<Key>, StoreError>;
+    async fn pending_keys(
+        &self,
+        step: &StepDef,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Key>, StoreError>;
 
     /// The input rows of a batch of keys.
     async fn read_inputs(&self, step: &StepDef, keys: &[Key]) -> Result<InputBatch, StoreError>;

@@ -43,7 +43,10 @@ mod tests {
     fn quotes_are_doubled_and_nothing_escapes() {
         assert_eq!(quote_ident("nodes"), "\"nodes\"");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_ident("x\"; DROP TABLE t; --"), "\"x\"\"; DROP TABLE t; --\"");
+        assert_eq!(
+            quote_ident("x\"; DROP TABLE t; --"),
+            "\"x\"\"; DROP TABLE t; --\""
+        );
         assert_eq!(qualified("etl", "meta__t"), "\"etl\".\"meta__t\"");
     }
 }

@@ -27,13 +27,25 @@ pub fn lock_id(resource: &str) -> i64 {
 
 fn resources(step: &StepDef) -> Vec<(i64, Mode, String)> {
     let mut out: Vec<(i64, Mode, String)> = Vec::new();
-    out.push((lock_id(&format!("step:{}", step.name)), Mode::Exclusive, format!("step {}", step.name)));
+    out.push((
+        lock_id(&format!("step:{}", step.name)),
+        Mode::Exclusive,
+        format!("step {}", step.name),
+    ));
     for o in &step.outputs {
-        out.push((lock_id(&format!("table:{o}")), Mode::Exclusive, format!("table {o}")));
+        out.push((
+            lock_id(&format!("table:{o}")),
+            Mode::Exclusive,
+            format!("table {o}"),
+        ));
     }
     for i in &step.inputs {
         if !step.outputs.contains(&i.table) {
-            out.push((lock_id(&format!("table:{}", i.table)), Mode::Shared, format!("table {}", i.table)));
+            out.push((
+                lock_id(&format!("table:{}", i.table)),
+                Mode::Shared,
+                format!("table {}", i.table),
+            ));
         }
     }
     out.sort_by_key(|(id, _, _)| *id);
@@ -52,11 +64,18 @@ impl StepLock for PgStepLock {
             .execute(&mut self.conn)
             .await
             .map_err(|e| db("releasing a step lock", e))?;
-        self.conn.close().await.map_err(|e| db("closing the lock connection", e))
+        self.conn
+            .close()
+            .await
+            .map_err(|e| db("closing the lock connection", e))
     }
 }
 
-pub async fn acquire(database_url: &str, step: &StepDef, wait: bool) -> Result<PgStepLock, StoreError> {
+pub async fn acquire(
+    database_url: &str,
+    step: &StepDef,
+    wait: bool,
+) -> Result<PgStepLock, StoreError> {
     let mut conn = PgConnection::connect(database_url)
         .await
         .map_err(|e| db("connecting for a step lock", e))?;
@@ -80,7 +99,10 @@ pub async fn acquire(database_url: &str, step: &StepDef, wait: bool) -> Result<P
             }
         } else if !try_lock(&mut conn, id, mode).await? {
             let holder = holder(&mut conn, id).await;
-            sqlx::query("SELECT pg_advisory_unlock_all()").execute(&mut conn).await.ok();
+            sqlx::query("SELECT pg_advisory_unlock_all()")
+                .execute(&mut conn)
+                .await
+                .ok();
             return Err(StoreError::Locked {
                 step: step.name.clone(),
                 holder: format!("{what} is held by {holder}"),
@@ -122,7 +144,8 @@ async fn holder(conn: &mut PgConnection, id: i64) -> String {
     match row {
         Some((pid, app, since)) => format!(
             "database session {pid} ({}, connected since {})",
-            app.filter(|a| !a.is_empty()).unwrap_or_else(|| "unnamed client".into()),
+            app.filter(|a| !a.is_empty())
+                .unwrap_or_else(|| "unnamed client".into()),
             since.unwrap_or_else(|| "?".into())
         ),
         None => "another session".into(),

@@ -20,16 +20,19 @@ pub enum MigrateError {
 
 /// Applies pending migrations. Returns the versions applied now.
 pub async fn migrate(database_url: &str, embeddings_dim: u32) -> Result<Vec<i64>, MigrateError> {
-    let mut conn = PgConnection::connect(database_url).await.map_err(MigrateError::Connect)?;
+    let mut conn = PgConnection::connect(database_url)
+        .await
+        .map_err(MigrateError::Connect)?;
     sqlx::query("SELECT set_config('etl.embeddings_dim', $1, false)")
         .bind(embeddings_dim.to_string())
         .execute(&mut conn)
         .await
         .map_err(MigrateError::Setting)?;
-    let applied_before: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap_or_default();
+    let applied_before: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
     MIGRATOR.run(&mut conn).await?;
     let now: Vec<i64> = MIGRATOR
         .iter()

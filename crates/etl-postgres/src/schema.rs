@@ -78,7 +78,8 @@ pub async fn inspect(pool: &PgPool, def: &TableDef) -> Result<TableInfo, StoreEr
     if columns.is_empty() {
         return Err(StoreError::Schema {
             table: def.name.clone(),
-            message: "does not exist in the database: run `etl migrate` (or create it) first".into(),
+            message: "does not exist in the database: run `etl migrate` (or create it) first"
+                .into(),
         });
     }
     let pk: Vec<String> = sqlx::query_scalar(
@@ -90,7 +91,12 @@ pub async fn inspect(pool: &PgPool, def: &TableDef) -> Result<TableInfo, StoreEr
     .bind(&def.name)
     .fetch_all(pool)
     .await
-    .map_err(|e| db(format!("reading the primary key of table `{}`", def.name), e))?;
+    .map_err(|e| {
+        db(
+            format!("reading the primary key of table `{}`", def.name),
+            e,
+        )
+    })?;
     let mut want = def.primary_key.clone();
     want.sort();
     let mut have = pk.clone();
@@ -113,15 +119,25 @@ pub async fn inspect(pool: &PgPool, def: &TableDef) -> Result<TableInfo, StoreEr
                 "jsonb" | "json" => ColumnKind::Json,
                 _ => ColumnKind::Other,
             };
-            Column { name, sql_type, kind }
+            Column {
+                name,
+                sql_type,
+                kind,
+            }
         })
         .collect();
     for k in &def.primary_key {
-        let c = columns.iter().find(|c| &c.name == k).expect("primary key columns exist");
+        let c = columns
+            .iter()
+            .find(|c| &c.name == k)
+            .expect("primary key columns exist");
         if c.kind != ColumnKind::Text {
             return Err(StoreError::Schema {
                 table: def.name.clone(),
-                message: format!("key column `{k}` is {}, but managed tables have text keys", c.sql_type),
+                message: format!(
+                    "key column `{k}` is {}, but managed tables have text keys",
+                    c.sql_type
+                ),
             });
         }
     }
@@ -168,7 +184,10 @@ pub async fn ensure_meta(pool: &PgPool, def: &TableDef) -> Result<(), StoreError
 pub async fn ensure_keys(pool: &PgPool, step: &StepDef) -> Result<(), StoreError> {
     let base = format!("keys__{}", step.name);
     let table = keys_table(&step.name);
-    if check_key_columns(pool, &base, &step.key, &step.name).await.is_err() {
+    if check_key_columns(pool, &base, &step.key, &step.name)
+        .await
+        .is_err()
+    {
         run_ddl(pool, &step.name, &[format!("DROP TABLE IF EXISTS {table}")]).await?;
     }
     let keys = step
@@ -193,7 +212,10 @@ pub async fn ensure_keys(pool: &PgPool, step: &StepDef) -> Result<(), StoreError
 }
 
 async fn run_ddl(pool: &PgPool, what: &str, statements: &[String]) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(|e| db("starting a transaction", e))?;
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| db("starting a transaction", e))?;
     // Two runs preparing at once would race on CREATE ... IF NOT EXISTS: serialize them.
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(crate::lock::lock_id("ddl"))
@@ -206,11 +228,18 @@ async fn run_ddl(pool: &PgPool, what: &str, statements: &[String]) -> Result<(),
             .await
             .map_err(|e| db(format!("creating the bookkeeping of `{what}`"), e))?;
     }
-    tx.commit().await.map_err(|e| db("committing bookkeeping DDL", e))
+    tx.commit()
+        .await
+        .map_err(|e| db("committing bookkeeping DDL", e))
 }
 
 /// Checks that a bookkeeping table's key columns are the expected ones (if it exists).
-async fn check_key_columns(pool: &PgPool, base: &str, expected: &[String], owner: &str) -> Result<(), StoreError> {
+async fn check_key_columns(
+    pool: &PgPool,
+    base: &str,
+    expected: &[String],
+    owner: &str,
+) -> Result<(), StoreError> {
     let cols: Vec<String> = sqlx::query_scalar(
         "SELECT a.attname::text FROM pg_attribute a
           JOIN pg_index i ON i.indrelid = a.attrelid AND a.attnum = ANY(i.indkey) AND i.indisprimary

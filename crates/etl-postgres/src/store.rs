@@ -15,7 +15,9 @@ use sqlx::{PgPool, Postgres, Row as _, Transaction};
 use etl_core::diff::{Stored, Upsert};
 use etl_core::row_hash::RowHash;
 use etl_core::step::{InputBatch, InputRows};
-use etl_core::store::{Capture, Commit, Outcome, PlanCounts, StepLock, StepStatus, Store, StoreError};
+use etl_core::store::{
+    Capture, Commit, Outcome, PlanCounts, StepLock, StepStatus, Store, StoreError,
+};
 use etl_core::{Key, Pipeline, Row, StepDef, StepKind, TableDef, Value};
 
 use crate::error::db;
@@ -42,7 +44,9 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("SET application_name = 'etl'").execute(conn).await?;
+                    sqlx::query("SET application_name = 'etl'")
+                        .execute(conn)
+                        .await?;
                     Ok(())
                 })
             })
@@ -86,12 +90,27 @@ fn key_columns(keys: &[Key], width: usize) -> Vec<Vec<String>> {
 
 /// `unnest($s::text[], $s+1::text[], ...) AS alias(k0, k1, ...)`
 fn unnest_keys(first_param: usize, width: usize, alias: &str) -> String {
-    let params = (0..width)
+    format!(
+        "unnest({}) AS {alias}({})",
+        text_array_params(first_param, width),
+        key_names(width)
+    )
+}
+
+/// `$first::text[], $first+1::text[], ...` for `width` parameters.
+fn text_array_params(first_param: usize, width: usize) -> String {
+    (0..width)
         .map(|i| format!("${}::text[]", first_param + i))
         .collect::<Vec<_>>()
-        .join(", ");
-    let names = (0..width).map(|i| format!("k{i}")).collect::<Vec<_>>().join(", ");
-    format!("unnest({params}) AS {alias}({names})")
+        .join(", ")
+}
+
+/// `k0, k1, ...`: the names `unnest` gives the key columns.
+fn key_names(width: usize) -> String {
+    (0..width)
+        .map(|i| format!("k{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `a.x = b.k0 AND a.y = b.k1 ...`
@@ -141,7 +160,11 @@ fn value_text(value: &Value, kind: &ColumnKind) -> Option<String> {
         Value::Float(f) => Some(if f.is_nan() {
             "NaN".into()
         } else if f.is_infinite() {
-            if *f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+            if *f > 0.0 {
+                "Infinity".into()
+            } else {
+                "-Infinity".into()
+            }
         } else {
             f.to_string()
         }),
@@ -149,14 +172,20 @@ fn value_text(value: &Value, kind: &ColumnKind) -> Option<String> {
         Value::Json(j) => Some(j.to_string()),
         Value::Vector(v) => Some(format!(
             "[{}]",
-            v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         )),
     }
 }
 
 fn row_from_json(json: serde_json::Value) -> Row {
     match json {
-        serde_json::Value::Object(map) => map.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect(),
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| (k, Value::from_json(v)))
+            .collect(),
         _ => Row::new(),
     }
 }
@@ -173,7 +202,8 @@ impl PgStore {
         }
         let table = &info.def.name;
         // Data rows: one text[] per column.
-        let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(upserts.len()); info.columns.len()];
+        let mut columns: Vec<Vec<Option<String>>> =
+            vec![Vec::with_capacity(upserts.len()); info.columns.len()];
         for u in upserts {
             for (name, _) in u.row.columns() {
                 if info.column(name).is_none() {
@@ -191,8 +221,14 @@ impl PgStore {
             }
         }
         let names: Vec<String> = info.columns.iter().map(|c| c.name.clone()).collect();
-        let params = (1..=names.len()).map(|i| format!("${i}::text[]")).collect::<Vec<_>>().join(", ");
-        let aliases = (0..names.len()).map(|i| format!("c{i}")).collect::<Vec<_>>().join(", ");
+        let params = (1..=names.len())
+            .map(|i| format!("${i}::text[]"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let aliases = (0..names.len())
+            .map(|i| format!("c{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         // Types come from the catalogue (format_type), never from configuration.
         let casts = info
             .columns
@@ -204,7 +240,10 @@ impl PgStore {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let non_key: Vec<&String> = names.iter().filter(|n| !info.def.primary_key.contains(n)).collect();
+        let non_key: Vec<&String> = names
+            .iter()
+            .filter(|n| !info.def.primary_key.contains(n))
+            .collect();
         let conflict = if non_key.is_empty() {
             "DO NOTHING".to_string()
         } else {
@@ -243,8 +282,22 @@ impl PgStore {
         let width = info.def.primary_key.len();
         let keys: Vec<Key> = upserts.iter().map(|u| u.key.clone()).collect();
         let hashes: Vec<Vec<u8>> = upserts.iter().map(|u| u.hash.to_vec()).collect();
-        let producers: Vec<Option<String>> = upserts.iter().map(|u| u.producer.as_ref().map(Key::encode)).collect();
+        let producers: Vec<Option<String>> = upserts
+            .iter()
+            .map(|u| u.producer.as_ref().map(Key::encode))
+            .collect();
         let pk = column_list(&info.def.primary_key, None);
+        let unnest_with = format!(
+            "unnest({}, ${}::bytea[], ${}::text[]) AS q({}, h, p)",
+            text_array_params(1, width),
+            width + 1,
+            width + 2,
+            key_names(width)
+        );
+        let kcols = (0..width)
+            .map(|i| format!("q.k{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "INSERT INTO {meta} AS m ({pk}, hash, producer_key, create_ts, update_ts, process_ts, delete_ts, seq)
              SELECT {kcols}, q.h, q.p, now(), now(), now(), NULL, nextval('etl.change_seq')
@@ -254,14 +307,6 @@ impl PgStore {
                create_ts = CASE WHEN m.delete_ts IS NULL THEN m.create_ts ELSE now() END,
                update_ts = now(), process_ts = now(), delete_ts = NULL, seq = EXCLUDED.seq",
             meta = info.meta_table(),
-            kcols = (0..width).map(|i| format!("q.k{i}")).collect::<Vec<_>>().join(", "),
-            unnest_with = format!(
-                "unnest({}, ${}::bytea[], ${}::text[]) AS q({}, h, p)",
-                (1..=width).map(|i| format!("${i}::text[]")).collect::<Vec<_>>().join(", "),
-                width + 1,
-                width + 2,
-                (0..width).map(|i| format!("k{i}")).collect::<Vec<_>>().join(", ")
-            ),
         );
         let mut q = sqlx::query(&sql);
         for col in key_columns(&keys, width) {
@@ -354,8 +399,8 @@ impl PgStore {
         if !commit.failed.is_empty() {
             let keys: Vec<Key> = commit.failed.iter().map(|(k, _)| k.clone()).collect();
             let errors: Vec<String> = commit.failed.iter().map(|(_, e)| e.clone()).collect();
-            let params = (1..=width).map(|i| format!("${i}::text[]")).collect::<Vec<_>>().join(", ");
-            let names = (0..width).map(|i| format!("k{i}")).collect::<Vec<_>>().join(", ");
+            let params = text_array_params(1, width);
+            let names = key_names(width);
             let sql = format!(
                 "UPDATE {table} AS t SET pending = true, is_success = false, error = d.err,
                         attempts = t.attempts + 1, process_ts = now()
@@ -367,27 +412,33 @@ impl PgStore {
             for c in key_columns(&keys, width) {
                 q = q.bind(c);
             }
-            q.bind(errors).execute(&mut **tx).await.map_err(|e| db(ctx(), e))?;
+            q.bind(errors)
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| db(ctx(), e))?;
         }
         Ok(())
     }
 
     async fn watermark(&self, step: &str, input: &str) -> Result<i64, StoreError> {
-        let wm: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM etl.step_watermarks WHERE step = $1 AND input_table = $2")
-            .bind(step)
-            .bind(input)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| db("reading a watermark", e))?;
+        let wm: Option<i64> = sqlx::query_scalar(
+            "SELECT last_seq FROM etl.step_watermarks WHERE step = $1 AND input_table = $2",
+        )
+        .bind(step)
+        .bind(input)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db("reading a watermark", e))?;
         Ok(wm.unwrap_or(0))
     }
 
     async fn recorded_fingerprint(&self, step: &str) -> Result<Option<String>, StoreError> {
-        let fp: Option<Option<String>> = sqlx::query_scalar("SELECT fingerprint FROM etl.steps WHERE step = $1")
-            .bind(step)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| db("reading a step fingerprint", e))?;
+        let fp: Option<Option<String>> =
+            sqlx::query_scalar("SELECT fingerprint FROM etl.steps WHERE step = $1")
+                .bind(step)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| db("reading a step fingerprint", e))?;
         Ok(fp.flatten())
     }
 }
@@ -414,7 +465,11 @@ impl Store for PgStore {
         Ok(Box::new(crate::lock::acquire(&self.url, step, wait).await?))
     }
 
-    async fn stored(&self, table: &TableDef, keys: &[Key]) -> Result<HashMap<Key, Stored>, StoreError> {
+    async fn stored(
+        &self,
+        table: &TableDef,
+        keys: &[Key],
+    ) -> Result<HashMap<Key, Stored>, StoreError> {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
@@ -437,7 +492,11 @@ impl Store for PgStore {
         stored_rows(rows, width, &table.name)
     }
 
-    async fn stored_by_producer(&self, table: &TableDef, producers: &[Key]) -> Result<HashMap<Key, Stored>, StoreError> {
+    async fn stored_by_producer(
+        &self,
+        table: &TableDef,
+        producers: &[Key],
+    ) -> Result<HashMap<Key, Stored>, StoreError> {
         if producers.is_empty() {
             return Ok(HashMap::new());
         }
@@ -456,14 +515,22 @@ impl Store for PgStore {
         stored_rows(rows, width, &table.name)
     }
 
-    async fn live_keys(&self, table: &TableDef, after: Option<&Key>, limit: usize) -> Result<Vec<Key>, StoreError> {
+    async fn live_keys(
+        &self,
+        table: &TableDef,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Key>, StoreError> {
         let width = table.primary_key.len();
         let cols = column_list(&table.primary_key, None);
         let (cond, params) = match after {
             Some(_) => (
                 format!(
                     "AND ({cols}) > ({})",
-                    (1..=width).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                    (1..=width)
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 width,
             ),
@@ -503,7 +570,11 @@ impl Store for PgStore {
     }
 
     async fn commit(&self, step: &StepDef, commit: Commit) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(|e| db("starting a transaction", e))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| db("starting a transaction", e))?;
         for (table, d) in &commit.tables {
             let info = self.info(table)?;
             let upserts: Vec<&Upsert> = d.upserts().collect();
@@ -523,30 +594,35 @@ impl Store for PgStore {
         let kcols = column_list(&step.key, None);
         let ctx = || format!("capturing the changes of step `{}`", step.name);
         let mut tx = self.pool.begin().await.map_err(|e| db(ctx(), e))?;
-        let recorded: Option<Option<String>> = sqlx::query_scalar("SELECT fingerprint FROM etl.steps WHERE step = $1 FOR UPDATE")
-            .bind(&step.name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| db(ctx(), e))?;
-        let full = full_refresh || recorded.flatten().as_deref() != Some(step.fingerprint.as_str());
-        if full {
-            sqlx::query(&format!("UPDATE {keys} SET pending = true WHERE NOT pending"))
-                .execute(&mut *tx)
+        let recorded: Option<Option<String>> =
+            sqlx::query_scalar("SELECT fingerprint FROM etl.steps WHERE step = $1 FOR UPDATE")
+                .bind(&step.name)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(|e| db(ctx(), e))?;
+        let full = full_refresh || recorded.flatten().as_deref() != Some(step.fingerprint.as_str());
+        if full {
+            sqlx::query(&format!(
+                "UPDATE {keys} SET pending = true WHERE NOT pending"
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db(ctx(), e))?;
         }
         for input in &step.inputs {
             let meta = meta_table(&input.table);
             let wm: i64 = if full {
                 0
             } else {
-                sqlx::query_scalar::<_, i64>("SELECT last_seq FROM etl.step_watermarks WHERE step = $1 AND input_table = $2")
-                    .bind(&step.name)
-                    .bind(&input.table)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| db(ctx(), e))?
-                    .unwrap_or(0)
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT last_seq FROM etl.step_watermarks WHERE step = $1 AND input_table = $2",
+                )
+                .bind(&step.name)
+                .bind(&input.table)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| db(ctx(), e))?
+                .unwrap_or(0)
             };
             let max: i64 = sqlx::query_scalar(&format!("SELECT coalesce(max(seq), 0) FROM {meta}"))
                 .fetch_one(&mut *tx)
@@ -561,12 +637,21 @@ impl Store for PgStore {
                         .key
                         .iter()
                         .map(|k| {
-                            let c = &input.join.iter().find(|(kk, _)| kk == k).expect("covers key").1;
+                            let c = &input
+                                .join
+                                .iter()
+                                .find(|(kk, _)| kk == k)
+                                .expect("covers key")
+                                .1;
                             format!("m.{}", quote_ident(c))
                         })
                         .collect::<Vec<_>>()
                         .join(", ");
-                    let filter = if full { "m.delete_ts IS NULL" } else { "m.seq > $1" };
+                    let filter = if full {
+                        "m.delete_ts IS NULL"
+                    } else {
+                        "m.seq > $1"
+                    };
                     let sql = format!(
                         "INSERT INTO {keys} ({kcols}) SELECT DISTINCT {projected} FROM {meta} AS m WHERE {filter}
                          ON CONFLICT ({kcols}) DO UPDATE SET pending = true"
@@ -575,10 +660,12 @@ impl Store for PgStore {
                     let q = if full { q } else { q.bind(wm) };
                     q.execute(&mut *tx).await.map_err(|e| db(ctx(), e))?;
                 } else if !full && input.join.is_empty() {
-                    sqlx::query(&format!("UPDATE {keys} SET pending = true WHERE NOT pending"))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| db(ctx(), e))?;
+                    sqlx::query(&format!(
+                        "UPDATE {keys} SET pending = true WHERE NOT pending"
+                    ))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db(ctx(), e))?;
                 } else if !full {
                     let sel = in_cols
                         .iter()
@@ -592,7 +679,11 @@ impl Store for PgStore {
                           WHERE NOT t.pending AND {}",
                         join_on("t", &key_cols, "c")
                     );
-                    sqlx::query(&sql).bind(wm).execute(&mut *tx).await.map_err(|e| db(ctx(), e))?;
+                    sqlx::query(&sql)
+                        .bind(wm)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| db(ctx(), e))?;
                 }
             }
             sqlx::query(
@@ -615,10 +706,11 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| db(ctx(), e))?;
-        let pending: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {keys} WHERE pending"))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| db(ctx(), e))?;
+        let pending: i64 =
+            sqlx::query_scalar(&format!("SELECT count(*) FROM {keys} WHERE pending"))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| db(ctx(), e))?;
         tx.commit().await.map_err(|e| db(ctx(), e))?;
         Ok(Capture {
             pending: pending as u64,
@@ -626,14 +718,22 @@ impl Store for PgStore {
         })
     }
 
-    async fn pending_keys(&self, step: &StepDef, after: Option<&Key>, limit: usize) -> Result<Vec<Key>, StoreError> {
+    async fn pending_keys(
+        &self,
+        step: &StepDef,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Key>, StoreError> {
         let width = step.key.len();
         let cols = column_list(&step.key, None);
         let (cond, n) = match after {
             Some(_) => (
                 format!(
                     "AND ({cols}) > ({})",
-                    (1..=width).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+                    (1..=width)
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 width,
             ),
@@ -676,7 +776,12 @@ impl Store for PgStore {
                 let positions: Vec<usize> = input
                     .join
                     .iter()
-                    .map(|(k, _)| step.key.iter().position(|kk| kk == k).expect("join uses key columns"))
+                    .map(|(k, _)| {
+                        step.key
+                            .iter()
+                            .position(|kk| kk == k)
+                            .expect("join uses key columns")
+                    })
                     .collect();
                 let mut projected: Vec<Key> = keys
                     .iter()
@@ -714,24 +819,36 @@ impl Store for PgStore {
         let keys = keys_table(&step.name);
         let width = step.key.len();
         let ctx = || format!("planning step `{}`", step.name);
-        let full = self.recorded_fingerprint(&step.name).await?.as_deref() != Some(step.fingerprint.as_str());
-        let failed_due: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {keys} WHERE pending AND is_success = false"))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| db(ctx(), e))?;
+        let full = self.recorded_fingerprint(&step.name).await?.as_deref()
+            != Some(step.fingerprint.as_str());
+        let failed_due: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {keys} WHERE pending AND is_success = false"
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db(ctx(), e))?;
         let kn: Vec<String> = (0..width).map(|i| format!("k{i}")).collect();
         let mut parts = Vec::new();
         let mut binds = Vec::new();
         for input in &step.inputs {
             let meta = meta_table(&input.table);
-            let wm = if full { -1 } else { self.watermark(&step.name, &input.table).await? };
+            let wm = if full {
+                -1
+            } else {
+                self.watermark(&step.name, &input.table).await?
+            };
             if input.covers_key {
                 let sel = step
                     .key
                     .iter()
                     .enumerate()
                     .map(|(i, k)| {
-                        let c = &input.join.iter().find(|(kk, _)| kk == k).expect("covers key").1;
+                        let c = &input
+                            .join
+                            .iter()
+                            .find(|(kk, _)| kk == k)
+                            .expect("covers key")
+                            .1;
                         format!("m.{} AS k{i}", quote_ident(c))
                     })
                     .collect::<Vec<_>>()
@@ -769,7 +886,10 @@ impl Store for PgStore {
             }
         }
         if full {
-            parts.push(format!("SELECT {}, false FROM {keys} AS t", column_list(&step.key, Some("t"))));
+            parts.push(format!(
+                "SELECT {}, false FROM {keys} AS t",
+                column_list(&step.key, Some("t"))
+            ));
         } else {
             parts.push(format!(
                 "SELECT {}, false FROM {keys} AS t WHERE t.pending AND t.is_success IS DISTINCT FROM false",
@@ -899,17 +1019,26 @@ impl Store for PgStore {
             let key = key_of(&r, width).map_err(|e| db(ctx(), e))?;
             let attempts: i32 = r.try_get(width).map_err(|e| db(ctx(), e))?;
             let error: Option<String> = r.try_get(width + 1).map_err(|e| db(ctx(), e))?;
-            status.latest_errors.push((key.encode(), attempts, error.unwrap_or_default()));
+            status
+                .latest_errors
+                .push((key.encode(), attempts, error.unwrap_or_default()));
         }
         Ok(status)
     }
 }
 
-fn stored_rows(rows: Vec<PgRow>, width: usize, table: &str) -> Result<HashMap<Key, Stored>, StoreError> {
+fn stored_rows(
+    rows: Vec<PgRow>,
+    width: usize,
+    table: &str,
+) -> Result<HashMap<Key, Stored>, StoreError> {
     let mut out = HashMap::with_capacity(rows.len());
     for r in rows {
-        let key = key_of(&r, width).map_err(|e| db(format!("reading row metadata of `{table}`"), e))?;
-        let hash: Option<Vec<u8>> = r.try_get(width).map_err(|e| db(format!("reading row metadata of `{table}`"), e))?;
+        let key =
+            key_of(&r, width).map_err(|e| db(format!("reading row metadata of `{table}`"), e))?;
+        let hash: Option<Vec<u8>> = r
+            .try_get(width)
+            .map_err(|e| db(format!("reading row metadata of `{table}`"), e))?;
         let producer: Option<String> = r
             .try_get(width + 1)
             .map_err(|e| db(format!("reading row metadata of `{table}`"), e))?;
@@ -923,4 +1052,3 @@ fn stored_rows(rows: Vec<PgRow>, width: usize, table: &str) -> Result<HashMap<Ke
     }
     Ok(out)
 }
-

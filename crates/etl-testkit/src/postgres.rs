@@ -66,13 +66,17 @@ impl TestDb {
         );
         let mut attempt = 0;
         loop {
-            let r = sqlx::query(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
-                .execute(&mut admin)
-                .await;
+            let r = sqlx::query(&format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+            ))
+            .execute(&mut admin)
+            .await;
             match r {
                 Ok(_) => break,
                 // Another test may be cloning the template at this very moment.
-                Err(e) if attempt < 50 && e.to_string().contains("being accessed by other users") => {
+                Err(e)
+                    if attempt < 50 && e.to_string().contains("being accessed by other users") =>
+                {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -88,20 +92,28 @@ impl TestDb {
     }
 
     pub async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url).await.expect("connect to test database")
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connect to test database")
     }
 
     /// Runs a query returning one i64 (counts in assertions).
     pub async fn scalar(&self, sql: &str) -> i64 {
         let mut c = self.connect().await;
-        let v: i64 = sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let v: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         c.close().await.ok();
         v
     }
 
     pub async fn execute(&self, sql: &str) {
         let mut c = self.connect().await;
-        sqlx::query(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        sqlx::query(sql)
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         c.close().await.ok();
     }
 }
@@ -112,13 +124,17 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop on a thread of its own: Drop cannot await, and the test's runtime may be gone.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 rt.block_on(async {
                     if let Ok(mut c) = PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut c)
-                            .await;
+                        let _ = sqlx::query(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut c)
+                        .await;
                     }
                 });
             }
@@ -140,18 +156,24 @@ async fn connect_or_explain(url: &str) -> PgConnection {
 
 async fn ensure_template(admin: &mut PgConnection, admin_url: &str, template: &str, dim: u32) {
     // One creator at a time across test processes.
-    sqlx::query("SELECT pg_advisory_lock(764012)").execute(&mut *admin).await.expect("template lock");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(template)
-        .fetch_one(&mut *admin)
+    sqlx::query("SELECT pg_advisory_lock(764012)")
+        .execute(&mut *admin)
         .await
-        .expect("look up template");
+        .expect("template lock");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(template)
+            .fetch_one(&mut *admin)
+            .await
+            .expect("look up template");
     if !exists {
         let building = format!("{template}_building");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"))
-            .execute(&mut *admin)
-            .await
-            .expect("drop stale template");
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
+        ))
+        .execute(&mut *admin)
+        .await
+        .expect("drop stale template");
         sqlx::query(&format!("CREATE DATABASE \"{building}\""))
             .execute(&mut *admin)
             .await
@@ -159,10 +181,39 @@ async fn ensure_template(admin: &mut PgConnection, admin_url: &str, template: &s
         etl_postgres::migrate(&with_database(admin_url, &building), dim)
             .await
             .unwrap_or_else(|e| panic!("migrating the test template: {e}"));
-        sqlx::query(&format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""))
-            .execute(&mut *admin)
-            .await
-            .expect("publish template");
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
+        ))
+        .execute(&mut *admin)
+        .await
+        .expect("publish template");
     }
-    sqlx::query("SELECT pg_advisory_unlock(764012)").execute(&mut *admin).await.expect("template unlock");
+    sqlx::query("SELECT pg_advisory_unlock(764012)")
+        .execute(&mut *admin)
+        .await
+        .expect("template unlock");
+}
+
+impl TestDb {
+    /// A database with nothing in it (not even migrations), for testing `etl migrate`.
+    pub async fn empty() -> TestDb {
+        let admin_url = server_url();
+        let mut admin = connect_or_explain(&admin_url).await;
+        let name = format!(
+            "etl_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            rand::random::<u32>()
+        );
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        admin.close().await.ok();
+        TestDb {
+            url: with_database(&admin_url, &name),
+            name,
+            admin_url,
+        }
+    }
 }

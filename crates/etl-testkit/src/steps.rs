@@ -52,7 +52,11 @@ impl MemorySource {
     }
 
     pub fn set_table(&self, table: &str, rows: Vec<Row>) {
-        self.state.lock().unwrap().tables.insert(table.to_string(), rows);
+        self.state
+            .lock()
+            .unwrap()
+            .tables
+            .insert(table.to_string(), rows);
     }
 
     /// Edits one table's rows in place.
@@ -77,7 +81,11 @@ impl MemorySource {
 
 #[async_trait]
 impl Extract for MemorySource {
-    async fn extract(&self, _ctx: &StepContext, out: &mut dyn SnapshotSink) -> Result<(), StepError> {
+    async fn extract(
+        &self,
+        _ctx: &StepContext,
+        out: &mut dyn SnapshotSink,
+    ) -> Result<(), StepError> {
         let (tables, failure, pause) = {
             let mut s = self.state.lock().unwrap();
             s.reads += 1;
@@ -120,12 +128,17 @@ pub struct FnTransform {
 
 impl std::fmt::Debug for FnTransform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnTransform").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("FnTransform")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
 impl FnTransform {
-    pub fn new(key: &[&str], f: impl Fn(&InputBatch) -> BatchOutput + Send + Sync + 'static) -> Self {
+    pub fn new(
+        key: &[&str],
+        f: impl Fn(&InputBatch) -> BatchOutput + Send + Sync + 'static,
+    ) -> Self {
         FnTransform {
             key: key.iter().map(|s| s.to_string()).collect(),
             f: Arc::new(f),
@@ -137,7 +150,14 @@ impl FnTransform {
 
     /// Every key the transform was called with, over all calls.
     pub fn keys_seen(&self) -> Vec<Key> {
-        let mut all: Vec<Key> = self.calls.lock().unwrap().iter().flatten().cloned().collect();
+        let mut all: Vec<Key> = self
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
         all.sort();
         all
     }
@@ -166,7 +186,11 @@ impl Transform for FnTransform {
         self.key.clone()
     }
 
-    async fn process(&self, _ctx: &StepContext, batch: InputBatch) -> Result<BatchOutput, StepError> {
+    async fn process(
+        &self,
+        _ctx: &StepContext,
+        batch: InputBatch,
+    ) -> Result<BatchOutput, StepError> {
         self.calls.lock().unwrap().push(batch.keys.clone());
         let pause = *self.pause.lock().unwrap();
         if let Some(p) = pause {
@@ -189,7 +213,9 @@ pub struct TestCatalog {
 
 impl std::fmt::Debug for TestCatalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestCatalog").field("steps", &self.steps.keys()).finish()
+        f.debug_struct("TestCatalog")
+            .field("steps", &self.steps.keys())
+            .finish()
     }
 }
 
@@ -199,18 +225,23 @@ impl TestCatalog {
     }
 
     pub fn extract(mut self, name: &str, source: MemorySource) -> Self {
-        self.steps.insert(name.to_string(), StepImpl::Extract(Arc::new(source)));
+        self.steps
+            .insert(name.to_string(), StepImpl::Extract(Arc::new(source)));
         self
     }
 
     pub fn transform(mut self, name: &str, t: FnTransform) -> Self {
-        self.steps.insert(name.to_string(), StepImpl::Transform(Arc::new(t)));
+        self.steps
+            .insert(name.to_string(), StepImpl::Transform(Arc::new(t)));
         self
     }
 
     /// Changes the code version a step declares (its fingerprint changes).
     pub fn set_version(&self, name: &str, version: u32) {
-        self.versions.lock().unwrap().insert(name.to_string(), version);
+        self.versions
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), version);
     }
 }
 
@@ -221,7 +252,13 @@ impl Catalog for TestCatalog {
         match self.steps.get(&step.uses) {
             Some(i) => Built::Step(BuiltStep {
                 implementation: i.clone(),
-                version: self.versions.lock().unwrap().get(&step.uses).copied().unwrap_or(1),
+                version: self
+                    .versions
+                    .lock()
+                    .unwrap()
+                    .get(&step.uses)
+                    .copied()
+                    .unwrap_or(1),
             }),
             None => Built::Unknown,
         }

@@ -16,7 +16,10 @@ pub struct Interpolation {
 }
 
 /// Substitutes `${VAR}` / `${VAR:-default}`; `$$` is a literal `$`.
-pub fn interpolate(raw: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Interpolation, String> {
+pub fn interpolate(
+    raw: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Interpolation, String> {
     let mut out = String::with_capacity(raw.len());
     let mut missing = BTreeSet::new();
     let mut from_env = false;
@@ -36,11 +39,7 @@ pub fn interpolate(raw: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("`${{{expr}}}` is not a valid variable reference"));
             }
             from_env = true;

@@ -95,7 +95,10 @@ impl Reader {
                 } else {
                     format!("{place}.{key}")
                 };
-                self.err(at, format!("unknown key (expected one of: {})", known.join(", ")));
+                self.err(
+                    at,
+                    format!("unknown key (expected one of: {})", known.join(", ")),
+                );
             }
         }
     }
@@ -104,7 +107,10 @@ impl Reader {
         match value {
             toml::Value::Table(t) => Some(t),
             other => {
-                self.err(place, format!("expected a table, found {}", other.type_str()));
+                self.err(
+                    place,
+                    format!("expected a table, found {}", other.type_str()),
+                );
                 None
             }
         }
@@ -123,7 +129,10 @@ impl Reader {
                 out
             }
             other => {
-                self.err(place, format!("expected a list of strings, found {}", other.type_str()));
+                self.err(
+                    place,
+                    format!("expected a list of strings, found {}", other.type_str()),
+                );
                 Vec::new()
             }
         }
@@ -138,7 +147,10 @@ impl Reader {
                 default
             }
             Some(other) => {
-                self.err(place, format!("expected an integer, found {}", other.type_str()));
+                self.err(
+                    place,
+                    format!("expected an integer, found {}", other.type_str()),
+                );
                 default
             }
         }
@@ -150,7 +162,10 @@ impl Reader {
             Some(toml::Value::Float(f)) => *f,
             Some(toml::Value::Integer(i)) => *i as f64,
             Some(other) => {
-                self.err(place, format!("expected a number, found {}", other.type_str()));
+                self.err(
+                    place,
+                    format!("expected a number, found {}", other.type_str()),
+                );
                 return default;
             }
         };
@@ -178,25 +193,41 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
             };
             return (
                 None,
-                vec![ConfigError::new(place, format!("not valid TOML: {}", e.message()))],
+                vec![ConfigError::new(
+                    place,
+                    format!("not valid TOML: {}", e.message()),
+                )],
             );
         }
     };
     let mut r = Reader { errors: Vec::new() };
-    r.unknown_keys("", &root, &["version", "database", "defaults", "tables", "steps"]);
+    r.unknown_keys(
+        "",
+        &root,
+        &["version", "database", "defaults", "tables", "steps"],
+    );
 
     let version = match root.get("version") {
         Some(toml::Value::Integer(v)) if *v == SUPPORTED_VERSION => *v,
         Some(toml::Value::Integer(v)) => {
-            r.err("version", format!("unsupported version {v} (this etl reads version {SUPPORTED_VERSION})"));
+            r.err(
+                "version",
+                format!("unsupported version {v} (this etl reads version {SUPPORTED_VERSION})"),
+            );
             *v
         }
         Some(other) => {
-            r.err("version", format!("expected an integer, found {}", other.type_str()));
+            r.err(
+                "version",
+                format!("expected an integer, found {}", other.type_str()),
+            );
             0
         }
         None => {
-            r.err("version", format!("is required (add `version = {SUPPORTED_VERSION}` at the top)"));
+            r.err(
+                "version",
+                format!("is required (add `version = {SUPPORTED_VERSION}` at the top)"),
+            );
             0
         }
     };
@@ -206,7 +237,10 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
         r.unknown_keys("database", db, &["url"]);
         match db.get("url") {
             Some(toml::Value::String(s)) => database_url = Some(s.clone()),
-            Some(other) => r.err("database.url", format!("expected a string, found {}", other.type_str())),
+            Some(other) => r.err(
+                "database.url",
+                format!("expected a string, found {}", other.type_str()),
+            ),
             None => {}
         }
     }
@@ -215,7 +249,11 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
     let mut concurrency = 1;
     let mut max_delete_fraction = 0.5;
     if let Some(d) = root.get("defaults").and_then(|v| r.table("defaults", v)) {
-        r.unknown_keys("defaults", d, &["batch_size", "concurrency", "max_delete_fraction"]);
+        r.unknown_keys(
+            "defaults",
+            d,
+            &["batch_size", "concurrency", "max_delete_fraction"],
+        );
         batch_size = r.positive("defaults.batch_size", d.get("batch_size"), batch_size);
         concurrency = r.positive("defaults.concurrency", d.get("concurrency"), concurrency);
         max_delete_fraction = r.fraction(
@@ -232,7 +270,9 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
             if !is_valid_name(name) {
                 r.err(&place, "table names are lowercase letters, digits and `_`, starting with a letter, at most 48 characters");
             }
-            let Some(t) = r.table(&place, value) else { continue };
+            let Some(t) = r.table(&place, value) else {
+                continue;
+            };
             r.unknown_keys(&place, t, &["primary_key", "description"]);
             let primary_key = match t.get("primary_key") {
                 Some(v) => r.string_list(&format!("{place}.primary_key"), v),
@@ -247,12 +287,17 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
             let mut seen = std::collections::BTreeSet::new();
             for col in &primary_key {
                 if !seen.insert(col) {
-                    r.err(format!("{place}.primary_key"), format!("column `{col}` is listed twice"));
+                    r.err(
+                        format!("{place}.primary_key"),
+                        format!("column `{col}` is listed twice"),
+                    );
                 }
                 if RESERVED_COLUMNS.contains(&col.as_str()) {
                     r.err(
                         format!("{place}.primary_key"),
-                        format!("`{col}` is reserved for the engine's row metadata; rename the column"),
+                        format!(
+                            "`{col}` is reserved for the engine's row metadata; rename the column"
+                        ),
                     );
                 }
             }
@@ -273,7 +318,9 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
             if !is_valid_name(name) {
                 r.err(&place, "step names are lowercase letters, digits and `_`, starting with a letter, at most 48 characters");
             }
-            let Some(s) = r.table(&place, value) else { continue };
+            let Some(s) = r.table(&place, value) else {
+                continue;
+            };
             r.unknown_keys(
                 &place,
                 s,
@@ -294,22 +341,34 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                 Some(Some("transform")) => Some(StepKind::Transform),
                 Some(Some("sink")) => Some(StepKind::Sink),
                 Some(_) => {
-                    r.err(format!("{place}.kind"), "expected \"extract\", \"transform\" or \"sink\"");
+                    r.err(
+                        format!("{place}.kind"),
+                        "expected \"extract\", \"transform\" or \"sink\"",
+                    );
                     None
                 }
                 None => {
-                    r.err(format!("{place}.kind"), "is required (\"extract\", \"transform\" or \"sink\")");
+                    r.err(
+                        format!("{place}.kind"),
+                        "is required (\"extract\", \"transform\" or \"sink\")",
+                    );
                     None
                 }
             };
             let uses = match s.get("uses") {
                 Some(toml::Value::String(u)) => u.clone(),
                 Some(other) => {
-                    r.err(format!("{place}.uses"), format!("expected a string, found {}", other.type_str()));
+                    r.err(
+                        format!("{place}.uses"),
+                        format!("expected a string, found {}", other.type_str()),
+                    );
                     String::new()
                 }
                 None => {
-                    r.err(format!("{place}.uses"), "is required: the name of the step's implementation");
+                    r.err(
+                        format!("{place}.uses"),
+                        "is required: the name of the step's implementation",
+                    );
                     String::new()
                 }
             };
@@ -366,14 +425,20 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                         }
                     }
                 }
-                Some(other) => r.err(format!("{place}.inputs"), format!("expected a list, found {}", other.type_str())),
+                Some(other) => r.err(
+                    format!("{place}.inputs"),
+                    format!("expected a list, found {}", other.type_str()),
+                ),
             }
             let outputs = s
                 .get("outputs")
                 .map(|v| r.string_list(&format!("{place}.outputs"), v))
                 .unwrap_or_default();
             let mut labels = BTreeMap::new();
-            if let Some(l) = s.get("labels").and_then(|v| r.table(&format!("{place}.labels"), v)) {
+            if let Some(l) = s
+                .get("labels")
+                .and_then(|v| r.table(&format!("{place}.labels"), v))
+            {
                 for (k, v) in l {
                     match v.as_str() {
                         Some(val) => {
@@ -383,8 +448,16 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                     }
                 }
             }
-            let batch = r.positive(&format!("{place}.batch_size"), s.get("batch_size"), batch_size);
-            let conc = r.positive(&format!("{place}.concurrency"), s.get("concurrency"), concurrency);
+            let batch = r.positive(
+                &format!("{place}.batch_size"),
+                s.get("batch_size"),
+                batch_size,
+            );
+            let conc = r.positive(
+                &format!("{place}.concurrency"),
+                s.get("concurrency"),
+                concurrency,
+            );
             let mdf = r.fraction(
                 &format!("{place}.max_delete_fraction"),
                 s.get("max_delete_fraction"),
@@ -392,7 +465,10 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
             );
             let settings = match s.get("settings") {
                 None => toml::Table::new(),
-                Some(v) => r.table(&format!("{place}.settings"), v).cloned().unwrap_or_default(),
+                Some(v) => r
+                    .table(&format!("{place}.settings"), v)
+                    .cloned()
+                    .unwrap_or_default(),
             };
             if let Some(kind) = kind {
                 steps.insert(

@@ -28,7 +28,9 @@ pub struct Settings {
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings").field("place", &self.place).finish_non_exhaustive()
+        f.debug_struct("Settings")
+            .field("place", &self.place)
+            .finish_non_exhaustive()
     }
 }
 
@@ -170,7 +172,9 @@ impl Settings {
 
     /// An unsigned integer that is part of the identity, with a default.
     pub fn u64_or(&mut self, key: &str, default: u64) -> u64 {
-        let v = self.parsed(key, Kind::Identity, "a non-negative integer").unwrap_or(default);
+        let v = self
+            .parsed(key, Kind::Identity, "a non-negative integer")
+            .unwrap_or(default);
         self.identity.insert(key.to_string(), v.to_string());
         v
     }
@@ -183,12 +187,15 @@ impl Settings {
 
     /// A number that does not change results, with a default.
     pub fn runtime_f64_or(&mut self, key: &str, default: f64) -> f64 {
-        self.parsed(key, Kind::Runtime, "a number").unwrap_or(default)
+        self.parsed(key, Kind::Runtime, "a number")
+            .unwrap_or(default)
     }
 
     /// A boolean that is part of the identity, with a default.
     pub fn bool_or(&mut self, key: &str, default: bool) -> bool {
-        let v = self.parsed(key, Kind::Identity, "true or false").unwrap_or(default);
+        let v = self
+            .parsed(key, Kind::Identity, "true or false")
+            .unwrap_or(default);
         self.identity.insert(key.to_string(), v.to_string());
         v
     }
@@ -231,7 +238,8 @@ mod tests {
 
     #[test]
     fn unknown_and_missing_and_bad_values_are_all_reported() {
-        let mut s = settings("url = 'x'\nsize = 'big'\ntypo = 1\nkey = '${KEY}'\nother = '${NOT_SET}'");
+        let mut s =
+            settings("url = 'x'\nsize = 'big'\ntypo = 1\nkey = '${KEY}'\nother = '${NOT_SET}'");
         assert_eq!(s.runtime_string("url").as_deref(), Some("x"));
         assert_eq!(s.u64_or("size", 5), 5);
         assert_eq!(s.secret("key").as_deref(), Some("k-123"));
@@ -241,7 +249,11 @@ mod tests {
         let places: Vec<_> = report.errors.iter().map(|e| e.place.as_str()).collect();
         assert_eq!(
             places,
-            vec!["steps.s.settings.size", "steps.s.settings.required", "steps.s.settings.typo"]
+            vec![
+                "steps.s.settings.size",
+                "steps.s.settings.required",
+                "steps.s.settings.typo"
+            ]
         );
         assert_eq!(report.missing_env.len(), 1);
         assert!(report.missing_env[0].message.contains("NOT_SET"));

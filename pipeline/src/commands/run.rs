@@ -1,0 +1,113 @@
+//! `etl run` and `etl plan`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+
+use etl_core::report::RunReport;
+use etl_core::{RunOptions, Runner};
+
+use crate::exit::Exit;
+use crate::progress::Bars;
+use crate::{RunArgs, SelectArgs};
+
+pub async fn run(config: &Path, args: &RunArgs) -> Exit {
+    let (pipeline, _) = match super::load_selected(config, &args.select, true) {
+        Ok(p) => p,
+        Err(exit) => return exit,
+    };
+    let store = match super::open_store(&pipeline, true).await {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let mut runner = Runner::new(store, Arc::new(pipeline));
+    if std::io::stderr().is_terminal() {
+        runner = runner.with_progress(Arc::new(Bars::default()));
+    }
+    let opts = RunOptions {
+        selection: args.select.selection(),
+        full_refresh: args.full_refresh,
+        allow_mass_delete: args.allow_mass_delete,
+        wait_for_locks: args.wait,
+        ..RunOptions::default()
+    };
+    let span = tracing::info_span!("run", steps = ?args.select.steps);
+    let _guard = span.enter();
+    let report = match runner.run(&opts).await {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return Exit::Config;
+        }
+    };
+    println!("{report}");
+    exit_of(&report)
+}
+
+pub fn exit_of(report: &RunReport) -> Exit {
+    if report.locked() {
+        Exit::Locked
+    } else if report.step_failed() {
+        Exit::StepFailed
+    } else if report.keys_failed() {
+        Exit::KeysFailed
+    } else {
+        Exit::Ok
+    }
+}
+
+pub async fn plan(config: &Path, select: &SelectArgs) -> Exit {
+    let (pipeline, _) = match super::load_selected(config, select, true) {
+        Ok(p) => p,
+        Err(exit) => return exit,
+    };
+    let store = match super::open_store(&pipeline, true).await {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let runner = Runner::new(store, Arc::new(pipeline));
+    let opts = RunOptions {
+        selection: select.selection(),
+        ..RunOptions::default()
+    };
+    let report = match runner.plan(&opts).await {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return Exit::Config;
+        }
+    };
+    println!(
+        "{:<24} {:<9} {:>8} {:>8} {:>8} {:>8}",
+        "step", "kind", "new", "changed", "deleted", "failed"
+    );
+    for s in &report.steps {
+        match (&s.plan, &s.status) {
+            (Some(p), _) => println!(
+                "{:<24} {:<9} {:>8} {:>8} {:>8} {:>8}{}",
+                s.step,
+                s.kind.as_str(),
+                p.new,
+                p.changed,
+                p.deleted,
+                p.failed_due,
+                if p.all_keys {
+                    "  (configuration or code changed: every key)"
+                } else {
+                    ""
+                }
+            ),
+            (None, status) => println!("{:<24} {:<9} {status:?}", s.step, s.kind.as_str()),
+        }
+    }
+    println!("(transforms count the changes already stored; a run also picks up what its extracts bring)");
+    if report.step_failed() {
+        Exit::StepFailed
+    } else {
+        Exit::Ok
+    }
+}

@@ -1,0 +1,60 @@
+//! `etl status`: per step, how many keys are known, pending and failed, how the last run went,
+//! and the latest errors.
+
+use std::path::Path;
+
+use etl_core::store::Store;
+
+use crate::exit::Exit;
+use crate::SelectArgs;
+
+pub async fn status(config: &Path, select: &SelectArgs) -> Exit {
+    let (pipeline, selected) = match super::load_selected(config, select, false) {
+        Ok(p) => p,
+        Err(exit) => return exit,
+    };
+    let store = match super::open_store(&pipeline, true).await {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    println!(
+        "{:<24} {:<9} {:>9} {:>8} {:>7}  {:<22} last outcome",
+        "step", "kind", "keys/rows", "pending", "failed", "last finished"
+    );
+    let mut any_failed = false;
+    for i in selected {
+        let step = &pipeline.steps[i];
+        let s = match store.status(step).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Service;
+            }
+        };
+        any_failed |= s.keys_failed > 0;
+        println!(
+            "{:<24} {:<9} {:>9} {:>8} {:>7}  {:<22} {}",
+            step.name,
+            step.kind.as_str(),
+            s.keys_total,
+            s.keys_pending,
+            s.keys_failed,
+            s.last_finished.as_deref().unwrap_or("never"),
+            s.last_outcome.as_deref().unwrap_or("-"),
+        );
+        if let Some(e) = &s.last_error {
+            println!("    step error: {e}");
+        }
+        for (key, attempts, error) in &s.latest_errors {
+            println!(
+                "    key {key} failed ({attempts} attempt{}): {error}",
+                if *attempts == 1 { "" } else { "s" }
+            );
+        }
+    }
+    if any_failed {
+        Exit::KeysFailed
+    } else {
+        Exit::Ok
+    }
+}

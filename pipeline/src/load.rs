@@ -1,0 +1,61 @@
+//! Loading `pipelines.toml` into a validated pipeline, reporting every problem at once.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use etl_core::config::{parse, ConfigError, ConfigErrors};
+use etl_core::dag::compile;
+use etl_core::Pipeline;
+
+use crate::catalog::EtlCatalog;
+
+/// Reads and compiles the configuration. `Err` holds every problem found.
+pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        file: file.clone(),
+        errors: vec![ConfigError::new(
+            "",
+            format!("cannot read it ({e}); pass --config PATH or run etl where pipelines.toml is"),
+        )],
+    })?;
+    let (config, mut errors) = parse(&text);
+    let Some(config) = config else {
+        return Err(ConfigErrors { file, errors });
+    };
+    let env = Arc::new(|name: &str| std::env::var(name).ok());
+    match compile(&config, &EtlCatalog, env) {
+        Ok(p) if errors.is_empty() => Ok(p),
+        Ok(_) => Err(ConfigErrors { file, errors }),
+        Err(more) => {
+            errors.extend(more);
+            errors.sort_by(|a, b| a.place.cmp(&b.place));
+            errors.dedup();
+            Err(ConfigErrors { file, errors })
+        }
+    }
+}
+
+/// Environment variables that the given steps need and that are not set.
+pub fn missing_env(pipeline: &Pipeline, steps: &[usize], file: &str) -> Result<(), ConfigErrors> {
+    let errors: Vec<ConfigError> = steps
+        .iter()
+        .flat_map(|i| pipeline.steps[*i].missing_env.iter().cloned())
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors {
+            file: file.to_string(),
+            errors,
+        })
+    }
+}
+
+/// The database URL: `DB_CONN_URI`, else `[database] url`.
+pub fn database_url(pipeline: &Pipeline) -> Option<String> {
+    std::env::var("DB_CONN_URI")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| pipeline.database_url.clone().filter(|v| !v.is_empty()))
+}

@@ -1,0 +1,145 @@
+//! `etl`: the command line. Parses arguments, sets up logging, and hands each command to its
+//! module; this is the only place where concrete steps, the store and the engine meet.
+
+mod catalog;
+mod commands;
+mod exit;
+mod load;
+mod progress;
+mod steps;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::Exit;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "etl",
+    version,
+    about = "Incremental ETL for the knowledge-graph pipeline"
+)]
+struct Cli {
+    /// The pipeline configuration.
+    #[arg(
+        long,
+        global = true,
+        default_value = "pipelines.toml",
+        env = "ETL_CONFIG"
+    )]
+    config: PathBuf,
+    /// Log lines as text or as JSON objects.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More log lines (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the pipeline (or the selected steps), doing only what changed.
+    Run(RunArgs),
+    /// Show what a run would do, per step, without writing anything.
+    Plan(SelectArgs),
+    /// Per step: keys total, pending and failed, the last run and the latest errors.
+    Status(SelectArgs),
+    /// Apply the database migrations.
+    Migrate {
+        /// Dimension of the embedding columns (vector(N)).
+        #[arg(long, env = "EMBEDDINGS_DIM", default_value_t = 1024)]
+        embeddings_dim: u32,
+    },
+    /// Validate the configuration and reach every service it names.
+    Check,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct SelectArgs {
+    /// Only this step (repeatable).
+    #[arg(long = "step", value_name = "NAME")]
+    steps: Vec<String>,
+    /// Also every step that depends on the selected ones.
+    #[arg(long)]
+    downstream: bool,
+    /// Only steps with this label (repeatable; all must match).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Reprocess every key of the selected steps.
+    #[arg(long)]
+    full_refresh: bool,
+    /// Let extracts delete more than their max_delete_fraction of a table.
+    #[arg(long)]
+    allow_mass_delete: bool,
+    /// Wait for another run's locks instead of exiting.
+    #[arg(long)]
+    wait: bool,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "info,sqlx=warn",
+        1 => "debug,sqlx=warn",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Text => builder.compact().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Service.into();
+        }
+    };
+    let exit = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => commands::run::run(&cli.config, &args).await,
+            Command::Plan(select) => commands::run::plan(&cli.config, &select).await,
+            Command::Status(select) => commands::status::status(&cli.config, &select).await,
+            Command::Migrate { embeddings_dim } => {
+                commands::admin::migrate(&cli.config, embeddings_dim).await
+            }
+            Command::Check => commands::admin::check(&cli.config).await,
+        }
+    });
+    exit.into()
+}
