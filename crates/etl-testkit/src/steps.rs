@@ -124,6 +124,7 @@ pub struct FnTransform {
     calls: Arc<Mutex<Vec<Vec<Key>>>>,
     poisoned: Arc<Mutex<BTreeSet<Key>>>,
     pause: Arc<Mutex<Option<Duration>>>,
+    transient_failures: Arc<Mutex<u32>>,
 }
 
 impl std::fmt::Debug for FnTransform {
@@ -145,6 +146,7 @@ impl FnTransform {
             calls: Arc::default(),
             poisoned: Arc::default(),
             pause: Arc::default(),
+            transient_failures: Arc::default(),
         }
     }
 
@@ -178,6 +180,11 @@ impl FnTransform {
     pub fn pause(&self, pause: Option<Duration>) {
         *self.pause.lock().unwrap() = pause;
     }
+
+    /// The next `n` calls fail with a transient error (a timeout).
+    pub fn fail_transiently(&self, n: u32) {
+        *self.transient_failures.lock().unwrap() = n;
+    }
 }
 
 #[async_trait]
@@ -192,6 +199,13 @@ impl Transform for FnTransform {
         batch: InputBatch,
     ) -> Result<BatchOutput, StepError> {
         self.calls.lock().unwrap().push(batch.keys.clone());
+        {
+            let mut left = self.transient_failures.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Err(StepError::transient("timed out (test)"));
+            }
+        }
         let pause = *self.pause.lock().unwrap();
         if let Some(p) = pause {
             tokio::time::sleep(p).await;
