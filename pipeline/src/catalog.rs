@@ -1,4 +1,13 @@
 //! The catalog: which implementation each `uses = "..."` names, and how its settings are read.
+//!
+//! | uses | kind | what |
+//! | --- | --- | --- |
+//! | `csv.files` | extract | local CSV files, one per output table |
+//! | `grist.data_model` | extract | the Data Model doc into the `dm_*` tables |
+//! | `grist.graph` | extract | the Data doc into `grist_nodes`/`grist_edges` |
+//! | `grist.test_set` | extract | the Test Set doc into `eval_gds` |
+//! | `kg.normalize_nodes` | transform | `grist_nodes` into `nodes` |
+//! | `kg.normalize_edges` | transform | `grist_edges` into `edges` |
 
 use std::sync::Arc;
 
@@ -6,23 +15,90 @@ use etl_core::config::{Settings, StepConfig};
 use etl_core::dag::{Built, Catalog};
 use etl_core::step::{BuiltStep, StepImpl};
 
-use crate::steps::csv_files::CsvFiles;
+use crate::steps::{csv_files, data_model, graph, grist_connection, normalize, test_set};
 
 #[derive(Debug, Default)]
 pub struct EtlCatalog;
 
-const NAMES: &[&str] = &["csv.files"];
+const NAMES: &[&str] = &[
+    "csv.files",
+    "grist.data_model",
+    "grist.graph",
+    "grist.test_set",
+    "kg.normalize_nodes",
+    "kg.normalize_edges",
+];
+
+fn extract(x: impl etl_core::Extract + 'static, version: u32) -> Built {
+    Built::Step(BuiltStep {
+        implementation: StepImpl::Extract(Arc::new(x)),
+        version,
+    })
+}
+
+fn transform(t: impl etl_core::Transform + 'static, version: u32) -> Built {
+    Built::Step(BuiltStep {
+        implementation: StepImpl::Transform(Arc::new(t)),
+        version,
+    })
+}
+
+/// Checks that a step's outputs are the tables its implementation writes.
+fn expect_outputs(step: &StepConfig, settings: &mut Settings, expected: &[String]) -> bool {
+    if step.outputs == expected {
+        return true;
+    }
+    settings.step_error(
+        "outputs",
+        format!(
+            "`{}` writes the tables {}; set `outputs = [{}]`",
+            step.uses,
+            expected.join(", "),
+            expected.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ")
+        ),
+    );
+    false
+}
 
 impl Catalog for EtlCatalog {
     fn build(&self, step: &StepConfig, settings: &mut Settings) -> Built {
         match step.uses.as_str() {
-            "csv.files" => Built::Step(BuiltStep {
-                implementation: StepImpl::Extract(Arc::new(CsvFiles::from_settings(
-                    &step.outputs,
-                    settings,
-                ))),
-                version: 1,
-            }),
+            "csv.files" => extract(csv_files::CsvFiles::from_settings(&step.outputs, settings), 1),
+            "grist.data_model" => {
+                let client = grist_connection::client(settings);
+                let doc = settings.string("doc_id").unwrap_or_default();
+                if !expect_outputs(step, settings, &data_model::output_tables()) {
+                    return Built::Invalid;
+                }
+                extract(data_model::DataModelExtract { client, doc }, 1)
+            }
+            "grist.graph" => {
+                let client = grist_connection::client(settings);
+                let data_model_doc = settings.string("data_model_doc_id").unwrap_or_default();
+                let data_doc = settings.string("data_doc_id").unwrap_or_default();
+                if !expect_outputs(step, settings, &["grist_nodes".into(), "grist_edges".into()]) {
+                    return Built::Invalid;
+                }
+                extract(
+                    graph::GraphExtract {
+                        client,
+                        data_model_doc,
+                        data_doc,
+                    },
+                    1,
+                )
+            }
+            "grist.test_set" => {
+                let client = grist_connection::client(settings);
+                let doc = settings.string("doc_id").unwrap_or_default();
+                let table = settings.string_or("table", "Gds");
+                if !expect_outputs(step, settings, &["eval_gds".into()]) {
+                    return Built::Invalid;
+                }
+                extract(test_set::TestSetExtract { client, doc, table }, 1)
+            }
+            "kg.normalize_nodes" => transform(normalize::NormalizeNodes, 1),
+            "kg.normalize_edges" => transform(normalize::NormalizeEdges, 1),
             _ => Built::Unknown,
         }
     }

@@ -1,3 +1,8 @@
 //! The concrete steps this binary offers, by the name `uses = "..."` gives in `pipelines.toml`.
 
 pub mod csv_files;
+pub mod data_model;
+pub mod graph;
+pub mod grist_connection;
+pub mod normalize;
+pub mod test_set;

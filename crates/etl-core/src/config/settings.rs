@@ -73,6 +73,13 @@ impl Settings {
         format!("{}.{}", self.place, key)
     }
 
+    /// Reports a problem with the step's own keys (`steps.NAME.outputs`), found while building it.
+    pub fn step_error(&mut self, key: &str, message: impl Into<String>) {
+        let step_place = self.place.strip_suffix(".settings").unwrap_or(&self.place);
+        let place = format!("{step_place}.{key}");
+        self.errors.push(ConfigError::new(place, message));
+    }
+
     /// Reports a problem with a setting the step has read.
     pub fn error(&mut self, key: &str, message: impl Into<String>) {
         let place = self.place_of(key);

@@ -1,0 +1,16 @@
+//! `grist`: a client for the parts of Grist's REST API an ETL needs.
+//!
+//! * [`client`]: the HTTP client (auth, timeouts, retries, errors a user can act on);
+//! * [`api`]: the shapes of Grist's answers (tables, columns, records);
+//! * [`csv_stream`]: a CSV download parsed as a stream of records;
+//! * [`cells`]: Grist cells (CSV text or record JSON) as typed values.
+
+pub mod api;
+pub mod cells;
+pub mod client;
+pub mod csv_stream;
+pub mod error;
+
+pub use api::{Column, ColumnType, Record};
+pub use client::{GristClient, GristConfig};
+pub use error::GristError;

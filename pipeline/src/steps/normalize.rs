@@ -1,0 +1,67 @@
+//! `uses = "kg.normalize_nodes"` and `"kg.normalize_edges"`: `grist_nodes`/`grist_edges` into
+//! `nodes`/`edges`, key by key, so that downstream steps see changes per node and per edge.
+//!
+//! Normalizing: attributes are always a JSON object, without null or empty-string values.
+
+use async_trait::async_trait;
+use serde_json::Value as J;
+
+use etl_core::{BatchOutput, InputBatch, Row, StepContext, StepError, Transform, Value};
+
+fn normalized_attributes(value: Option<&Value>) -> J {
+    let mut out = serde_json::Map::new();
+    if let Some(Value::Json(J::Object(map))) = value {
+        for (k, v) in map {
+            let empty = v.is_null() || v.as_str().is_some_and(str::is_empty);
+            if !empty {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    J::Object(out)
+}
+
+/// Copies each key's row from `input` to `output`, normalizing its attributes.
+fn copy_rows(batch: &InputBatch, input: &str, output: &str) -> BatchOutput {
+    let by_key = batch.rows_by_key(input);
+    let mut out = BatchOutput::default();
+    for key in &batch.keys {
+        let Some(row) = by_key.get(key).and_then(|rows| rows.first()) else { continue };
+        let mut normalized: Row = row
+            .columns()
+            .filter(|(c, _)| c.as_str() != "attributes")
+            .map(|(c, v)| (c.clone(), v.clone()))
+            .collect();
+        normalized.set("attributes", normalized_attributes(row.get("attributes")));
+        out.push(output, key, normalized);
+    }
+    out
+}
+
+pub struct NormalizeNodes;
+
+#[async_trait]
+impl Transform for NormalizeNodes {
+    fn key_columns(&self) -> Vec<String> {
+        vec!["node_id".into(), "node_type".into()]
+    }
+
+    async fn process(&self, _ctx: &StepContext, batch: InputBatch) -> Result<BatchOutput, StepError> {
+        Ok(copy_rows(&batch, "grist_nodes", "nodes"))
+    }
+}
+
+pub struct NormalizeEdges;
+
+#[async_trait]
+impl Transform for NormalizeEdges {
+    fn key_columns(&self) -> Vec<String> {
+        ["from_node_id", "to_node_id", "from_node_type", "to_node_type", "edge_label"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    async fn process(&self, _ctx: &StepContext, batch: InputBatch) -> Result<BatchOutput, StepError> {
+        Ok(copy_rows(&batch, "grist_edges", "edges"))
+    }
+}

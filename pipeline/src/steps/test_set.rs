@@ -1,0 +1,65 @@
+//! `uses = "grist.test_set"`: the Test Set doc's golden Q&A table (`Gds` by default) into
+//! `eval_gds`. Rows with a blank question are skipped; blank cells are NULL.
+
+use async_trait::async_trait;
+
+use etl_core::step::SnapshotSink;
+use etl_core::{Extract, Row, StepContext, StepError, Value};
+use grist::api::csv_header_to_column;
+use grist::GristClient;
+
+const COLUMNS: [&str; 5] = [
+    "gds_question",
+    "gds_answer",
+    "question_scenario",
+    "question_comment",
+    "question_context",
+];
+
+pub struct TestSetExtract {
+    pub client: GristClient,
+    pub doc: String,
+    pub table: String,
+}
+
+#[async_trait]
+impl Extract for TestSetExtract {
+    async fn check(&self) -> Result<(), StepError> {
+        self.client.columns(&self.doc, &self.table).await?;
+        Ok(())
+    }
+
+    async fn extract(&self, _ctx: &StepContext, out: &mut dyn SnapshotSink) -> Result<(), StepError> {
+        let columns = self.client.columns(&self.doc, &self.table).await?;
+        let helper_of = csv_header_to_column(&columns);
+        let mut csv = self.client.csv(&self.doc, &self.table).await?;
+        let headers: Vec<String> = csv
+            .headers()
+            .await?
+            .into_iter()
+            .map(|h| helper_of.get(&h).cloned().unwrap_or(h))
+            .collect();
+        let positions: Vec<Option<usize>> = COLUMNS.iter().map(|c| headers.iter().position(|h| h == c)).collect();
+        if positions[0].is_none() {
+            return Err(StepError::fatal(format!(
+                "table `{}` of the Test Set doc `{}` has no gds_question column",
+                self.table, self.doc
+            )));
+        }
+        while let Some(batch) = csv.next_batch().await? {
+            let mut rows = Vec::with_capacity(batch.len());
+            for record in batch {
+                let mut row = Row::new();
+                for (name, at) in COLUMNS.iter().zip(&positions) {
+                    let cell = at.and_then(|i| record.get(i)).unwrap_or("");
+                    row.set(*name, if cell.trim().is_empty() { Value::Null } else { Value::Text(cell.to_string()) });
+                }
+                if row.get("gds_question").is_some_and(|v| !v.is_null()) {
+                    rows.push(row);
+                }
+            }
+            out.write("eval_gds", rows).await?;
+        }
+        Ok(())
+    }
+}
