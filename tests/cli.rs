@@ -370,7 +370,13 @@ async fn the_repository_pipeline_validates_against_the_migrated_schema() {
     let o = etl(root, Some(&db.url), &["status"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    for step in ["grist_data_model", "grist_graph", "grist_test_set", "nodes", "edges"] {
+    for step in [
+        "grist_data_model",
+        "grist_graph",
+        "grist_test_set",
+        "nodes",
+        "edges",
+    ] {
         assert!(stdout.contains(step), "{step} missing:\n{}", text(&o));
     }
 }

@@ -54,7 +54,11 @@ fn expect_outputs(step: &StepConfig, settings: &mut Settings, expected: &[String
             "`{}` writes the tables {}; set `outputs = [{}]`",
             step.uses,
             expected.join(", "),
-            expected.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ")
+            expected
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     );
     false
@@ -63,7 +67,10 @@ fn expect_outputs(step: &StepConfig, settings: &mut Settings, expected: &[String
 impl Catalog for EtlCatalog {
     fn build(&self, step: &StepConfig, settings: &mut Settings) -> Built {
         match step.uses.as_str() {
-            "csv.files" => extract(csv_files::CsvFiles::from_settings(&step.outputs, settings), 1),
+            "csv.files" => extract(
+                csv_files::CsvFiles::from_settings(&step.outputs, settings),
+                1,
+            ),
             "grist.data_model" => {
                 let client = grist_connection::client(settings);
                 let doc = settings.string("doc_id").unwrap_or_default();
@@ -76,7 +83,11 @@ impl Catalog for EtlCatalog {
                 let client = grist_connection::client(settings);
                 let data_model_doc = settings.string("data_model_doc_id").unwrap_or_default();
                 let data_doc = settings.string("data_doc_id").unwrap_or_default();
-                if !expect_outputs(step, settings, &["grist_nodes".into(), "grist_edges".into()]) {
+                if !expect_outputs(
+                    step,
+                    settings,
+                    &["grist_nodes".into(), "grist_edges".into()],
+                ) {
                     return Built::Invalid;
                 }
                 extract(

@@ -62,6 +62,28 @@ enum Command {
     },
     /// Validate the configuration and reach every service it names.
     Check,
+    /// Grist tooling around the doc folder format.
+    #[command(subcommand)]
+    Grist(GristCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum GristCommand {
+    /// Create docs in a Grist server from doc folders; prints `<folder> <doc id>` per doc.
+    Seed {
+        /// Doc folders (`<Table>.columns.json` + `<Table>.records.json` per table).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The Grist server (its API key comes from GRIST_API_KEY).
+        #[arg(long, env = "GRIST_SERVER_URL")]
+        server: String,
+        /// The workspace to create the docs in (default: the first one the key can see).
+        #[arg(long)]
+        workspace: Option<i64>,
+        /// Also write GRIST_*_DOC_ID=... lines (by folder name) to this file.
+        #[arg(long)]
+        env_out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -139,6 +161,12 @@ fn main() -> ExitCode {
                 commands::admin::migrate(&cli.config, embeddings_dim).await
             }
             Command::Check => commands::admin::check(&cli.config).await,
+            Command::Grist(GristCommand::Seed {
+                dirs,
+                server,
+                workspace,
+                env_out,
+            }) => commands::grist::seed(&dirs, &server, workspace, env_out.as_deref()).await,
         }
     });
     exit.into()

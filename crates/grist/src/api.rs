@@ -120,7 +120,10 @@ pub struct Record {
 /// Maps the `gristHelper_Display*` headers of a `header=colId` CSV back to the Ref columns they
 /// display: a Ref with a display formula is headed by its helper's id.
 pub fn csv_header_to_column(columns: &[Column]) -> BTreeMap<String, String> {
-    let by_ref: BTreeMap<i64, &str> = columns.iter().map(|c| (c.fields.col_ref, c.id.as_str())).collect();
+    let by_ref: BTreeMap<i64, &str> = columns
+        .iter()
+        .map(|c| (c.fields.col_ref, c.id.as_str()))
+        .collect();
     let mut out = BTreeMap::new();
     for c in columns {
         if c.fields.display_col != 0 {

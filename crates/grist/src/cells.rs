@@ -86,7 +86,9 @@ pub fn record_cell(json: &J, ty: &ColumnType, refs: &dyn RefResolver) -> J {
             ),
             None => J::Null,
         },
-        (_, list) if list_items(list).is_some() => J::Array(list_items(list).unwrap_or_default().to_vec()),
+        (_, list) if list_items(list).is_some() => {
+            J::Array(list_items(list).unwrap_or_default().to_vec())
+        }
         (_, other) => other.clone(),
     }
 }
@@ -96,7 +98,13 @@ pub fn referenced_ids(json: &J) -> Vec<i64> {
     match json {
         J::Number(n) => n.as_i64().filter(|id| *id > 0).into_iter().collect(),
         other => list_items(other)
-            .map(|items| items.iter().filter_map(J::as_i64).filter(|id| *id > 0).collect())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(J::as_i64)
+                    .filter(|id| *id > 0)
+                    .collect()
+            })
             .unwrap_or_default(),
     }
 }
@@ -112,20 +120,51 @@ mod tests {
         assert_eq!(csv_cell("true", &ColumnType::Bool), Value::Bool(true));
         assert_eq!(csv_cell("0.8", &ColumnType::Numeric), Value::Float(0.8));
         assert_eq!(csv_cell("15", &ColumnType::Int), Value::Int(15));
-        assert_eq!(csv_cell("nan", &ColumnType::Text), Value::Text("nan".into()));
-        assert_eq!(csv_cell("#NameError", &ColumnType::Any), Value::Text("#NameError".into()));
+        assert_eq!(
+            csv_cell("nan", &ColumnType::Text),
+            Value::Text("nan".into())
+        );
+        assert_eq!(
+            csv_cell("#NameError", &ColumnType::Any),
+            Value::Text("#NameError".into())
+        );
     }
 
     #[test]
     fn record_cells_become_json() {
         let refs = |table: &str, id: i64| (table == "People" && id == 2).then(|| json!("Bob"));
-        assert_eq!(record_cell(&json!(["L", "a", "b"]), &ColumnType::ChoiceList, &refs), json!(["a", "b"]));
-        assert_eq!(record_cell(&json!(2), &ColumnType::Ref("People".into()), &refs), json!("Bob"));
-        assert_eq!(record_cell(&json!(0), &ColumnType::Ref("People".into()), &refs), J::Null);
-        assert_eq!(record_cell(&json!(99), &ColumnType::Ref("People".into()), &refs), J::Null);
-        assert_eq!(record_cell(&json!(["L", 2, 99]), &ColumnType::RefList("People".into()), &refs), json!(["Bob"]));
-        assert_eq!(record_cell(&json!(1700000000), &ColumnType::Date, &refs), json!("2023-11-14"));
-        assert_eq!(record_cell(&json!(1700000000), &ColumnType::DateTime, &refs), json!("2023-11-14T22:13:20Z"));
+        assert_eq!(
+            record_cell(&json!(["L", "a", "b"]), &ColumnType::ChoiceList, &refs),
+            json!(["a", "b"])
+        );
+        assert_eq!(
+            record_cell(&json!(2), &ColumnType::Ref("People".into()), &refs),
+            json!("Bob")
+        );
+        assert_eq!(
+            record_cell(&json!(0), &ColumnType::Ref("People".into()), &refs),
+            J::Null
+        );
+        assert_eq!(
+            record_cell(&json!(99), &ColumnType::Ref("People".into()), &refs),
+            J::Null
+        );
+        assert_eq!(
+            record_cell(
+                &json!(["L", 2, 99]),
+                &ColumnType::RefList("People".into()),
+                &refs
+            ),
+            json!(["Bob"])
+        );
+        assert_eq!(
+            record_cell(&json!(1700000000), &ColumnType::Date, &refs),
+            json!("2023-11-14")
+        );
+        assert_eq!(
+            record_cell(&json!(1700000000), &ColumnType::DateTime, &refs),
+            json!("2023-11-14T22:13:20Z")
+        );
         assert_eq!(record_cell(&json!(""), &ColumnType::Text, &refs), J::Null);
         assert_eq!(referenced_ids(&json!(["L", 3, 0, 4])), vec![3, 4]);
     }

@@ -56,7 +56,9 @@ fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -102,7 +104,13 @@ impl GristClient {
 
     /// Sends a GET with retries; returns the response (whose body is still to read) once its
     /// status is a success.
-    async fn get_streaming(&self, url: &str, doc: &str, table: Option<&str>, what: &str) -> Result<reqwest::Response, GristError> {
+    async fn get_streaming(
+        &self,
+        url: &str,
+        doc: &str,
+        table: Option<&str>,
+        what: &str,
+    ) -> Result<reqwest::Response, GristError> {
         retry(&self.retry, what, || async {
             let response = self
                 .request(url)
@@ -153,21 +161,30 @@ impl GristClient {
             .unwrap_or_else(|| body.chars().take(200).collect());
         let server = self.base.clone();
         Err(match status {
-            StatusCode::UNAUTHORIZED => GristError::InvalidKey { server, doc: doc.into() },
+            StatusCode::UNAUTHORIZED => GristError::InvalidKey {
+                server,
+                doc: doc.into(),
+            },
             StatusCode::FORBIDDEN => GristError::NoAccess {
                 server,
                 doc: doc.into(),
                 detail,
             },
             StatusCode::NOT_FOUND if detail.contains("document not found") || table.is_none() => {
-                GristError::UnknownDoc { server, doc: doc.into() }
+                GristError::UnknownDoc {
+                    server,
+                    doc: doc.into(),
+                }
             }
             StatusCode::NOT_FOUND => {
                 let table = table.unwrap_or_default().to_string();
                 // Help the user: which tables does the doc have?
                 let known = match self.known_tables(doc).await {
                     Some(ts) => {
-                        let close: Vec<&String> = ts.iter().filter(|t| t.eq_ignore_ascii_case(&table)).collect();
+                        let close: Vec<&String> = ts
+                            .iter()
+                            .filter(|t| t.eq_ignore_ascii_case(&table))
+                            .collect();
                         match close.first() {
                             Some(c) => format!("; did you mean `{c}`?"),
                             None => format!("; the doc has: {}", ts.join(", ")),
@@ -181,7 +198,10 @@ impl GristClient {
                     known,
                 }
             }
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || detail.contains("SQLITE_BUSY") => {
+            s if s.is_server_error()
+                || s == StatusCode::TOO_MANY_REQUESTS
+                || detail.contains("SQLITE_BUSY") =>
+            {
                 GristError::Server {
                     what: what.into(),
                     status: s.as_u16(),
@@ -208,7 +228,13 @@ impl GristClient {
         Some(list.tables.into_iter().map(|t| t.id).collect())
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, url: &str, doc: &str, table: Option<&str>, what: &str) -> Result<T, GristError> {
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        doc: &str,
+        table: Option<&str>,
+        what: &str,
+    ) -> Result<T, GristError> {
         retry(&self.retry, what, || async {
             let response = self
                 .request(url)
@@ -217,13 +243,79 @@ impl GristClient {
                 .await
                 .map_err(|e| self.transport_error(e, what))?;
             let response = self.check(response, doc, table, what).await?;
-            let bytes = response.bytes().await.map_err(|e| self.transport_error(e, what))?;
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(e, what))?;
             serde_json::from_slice(&bytes).map_err(|e| GristError::Protocol {
                 what: what.to_string(),
                 detail: e.to_string(),
             })
         })
         .await
+    }
+
+    /// Sends a write (POST/PATCH) with a JSON body; no retries (writes are not idempotent).
+    pub async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+        doc: &str,
+    ) -> Result<T, GristError> {
+        let url = format!("{}{}", self.base, path);
+        let what = format!("{method} {path}");
+        let method =
+            reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| GristError::Protocol {
+                what: what.clone(),
+                detail: e.to_string(),
+            })?;
+        let mut request = self
+            .http
+            .request(method, &url)
+            .timeout(self.timeout)
+            .json(body);
+        if let Some(k) = &self.api_key {
+            request = request.bearer_auth(k);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, &what))?;
+        let response = self.check(response, doc, None, &what).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e, &what))?;
+        if bytes.is_empty() {
+            return serde_json::from_value(serde_json::Value::Null).map_err(|e| {
+                GristError::Protocol {
+                    what,
+                    detail: e.to_string(),
+                }
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| GristError::Protocol {
+            what,
+            detail: e.to_string(),
+        })
+    }
+
+    /// The id of the first workspace the key can see.
+    pub async fn first_workspace(&self) -> Result<i64, GristError> {
+        let url = format!("{}/api/orgs/current/workspaces", self.base);
+        let list: serde_json::Value = self
+            .get_json(&url, "-", None, "the list of workspaces")
+            .await?;
+        list.as_array()
+            .and_then(|ws| ws.first())
+            .and_then(|w| w.get("id"))
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(|| GristError::Protocol {
+                what: "the list of workspaces".into(),
+                detail: "no workspace is visible to this key: create one, or pass --workspace"
+                    .into(),
+            })
     }
 
     /// The table ids of a doc.
@@ -244,7 +336,12 @@ impl GristClient {
             path_segment(table)
         );
         let list: ColumnList = self
-            .get_json(&url, doc, Some(table), &format!("the columns of `{doc}`/`{table}`"))
+            .get_json(
+                &url,
+                doc,
+                Some(table),
+                &format!("the columns of `{doc}`/`{table}`"),
+            )
             .await?;
         Ok(list.columns)
     }
@@ -258,7 +355,12 @@ impl GristClient {
             path_segment(table)
         );
         let list: RecordList = self
-            .get_json(&url, doc, Some(table), &format!("the records of `{doc}`/`{table}`"))
+            .get_json(
+                &url,
+                doc,
+                Some(table),
+                &format!("the records of `{doc}`/`{table}`"),
+            )
             .await?;
         Ok(list.records)
     }

@@ -28,7 +28,9 @@ pub struct CsvStream {
 
 impl std::fmt::Debug for CsvStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CsvStream").field("what", &self.what).finish_non_exhaustive()
+        f.debug_struct("CsvStream")
+            .field("what", &self.what)
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,7 +71,10 @@ impl CsvStream {
                     } else {
                         std::io::ErrorKind::ConnectionReset
                     };
-                    std::io::Error::new(kind, format!("download of {download_what} broke: {}", e.without_url()))
+                    std::io::Error::new(
+                        kind,
+                        format!("download of {download_what} broke: {}", e.without_url()),
+                    )
                 });
                 let failed = item.is_err();
                 if chunk_tx.send(item).await.is_err() || failed {
@@ -84,7 +89,10 @@ impl CsvStream {
                 rx: chunk_rx,
                 current: Bytes::new(),
             };
-            let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(reader);
+            let mut csv = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .flexible(false)
+                .from_reader(reader);
             let fail = |e: csv::Error| {
                 let transient = matches!(e.kind(), csv::ErrorKind::Io(io) if matches!(io.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::ConnectionReset));
                 if transient {
@@ -118,7 +126,9 @@ impl CsvStream {
                     Ok(true) => {
                         batch.push(record.clone());
                         if batch.len() == RECORDS_PER_BATCH
-                            && rows_tx.blocking_send(Parsed::Rows(std::mem::take(&mut batch))).is_err()
+                            && rows_tx
+                                .blocking_send(Parsed::Rows(std::mem::take(&mut batch)))
+                                .is_err()
                         {
                             return;
                         }

@@ -10,15 +10,34 @@ pub enum GristError {
     #[error("Grist rejected the API key for doc `{doc}` ({server}): check GRIST_API_KEY")]
     InvalidKey { server: String, doc: String },
     #[error("no access to doc `{doc}` on {server} ({detail}): check that GRIST_API_KEY is set and its user can view the doc")]
-    NoAccess { server: String, doc: String, detail: String },
-    #[error("doc `{doc}` not found on {server}: check the doc id (GRIST_*_DOC_ID) and GRIST_SERVER_URL")]
+    NoAccess {
+        server: String,
+        doc: String,
+        detail: String,
+    },
+    #[error(
+        "doc `{doc}` not found on {server}: check the doc id (GRIST_*_DOC_ID) and GRIST_SERVER_URL"
+    )]
     UnknownDoc { server: String, doc: String },
     #[error("table `{table}` not found in doc `{doc}` (table ids are case-sensitive{known})")]
-    UnknownTable { doc: String, table: String, known: String },
+    UnknownTable {
+        doc: String,
+        table: String,
+        known: String,
+    },
     #[error("Grist refused the request for {what} ({status}): {detail}")]
-    BadRequest { what: String, status: u16, detail: String },
+    BadRequest {
+        what: String,
+        status: u16,
+        detail: String,
+    },
     #[error("Grist failed on {what} ({status}): {detail}")]
-    Server { what: String, status: u16, detail: String, retry_after: Option<Duration> },
+    Server {
+        what: String,
+        status: u16,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
     #[error("Grist did not answer {what} within {timeout:?}: check GRIST_SERVER_URL and the server's load")]
     Timeout { what: String, timeout: Duration },
     #[error("cannot reach Grist at {server} for {what}: {source}")]
@@ -35,7 +54,10 @@ pub enum GristError {
 impl GristError {
     /// Passing faults: worth retrying.
     pub fn is_transient(&self) -> bool {
-        matches!(self, GristError::Server { .. } | GristError::Timeout { .. } | GristError::Connection { .. })
+        matches!(
+            self,
+            GristError::Server { .. } | GristError::Timeout { .. } | GristError::Connection { .. }
+        )
     }
 }
 
@@ -53,8 +75,14 @@ impl etl_core::retry::Retryable for GristError {
 
 impl From<GristError> for StepError {
     fn from(e: GristError) -> Self {
-        let class = if e.is_transient() { ErrorClass::Transient } else { ErrorClass::Fatal };
+        let class = if e.is_transient() {
+            ErrorClass::Transient
+        } else {
+            ErrorClass::Fatal
+        };
         let retry_after = etl_core::retry::Retryable::retry_after(&e);
-        StepError::new(class, e.to_string()).with_retry_after(retry_after).with_source(e)
+        StepError::new(class, e.to_string())
+            .with_retry_after(retry_after)
+            .with_source(e)
     }
 }

@@ -3,13 +3,16 @@
 //! * [`client`]: the HTTP client (auth, timeouts, retries, errors a user can act on);
 //! * [`api`]: the shapes of Grist's answers (tables, columns, records);
 //! * [`csv_stream`]: a CSV download parsed as a stream of records;
-//! * [`cells`]: Grist cells (CSV text or record JSON) as typed values.
+//! * [`cells`]: Grist cells (CSV text or record JSON) as typed values;
+//! * [`folder`]: the doc folder format; [`seed`]: creating a doc from one.
 
 pub mod api;
 pub mod cells;
 pub mod client;
 pub mod csv_stream;
 pub mod error;
+pub mod folder;
+pub mod seed;
 
 pub use api::{Column, ColumnType, Record};
 pub use client::{GristClient, GristConfig};

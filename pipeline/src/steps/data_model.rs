@@ -125,11 +125,20 @@ fn typed(text: &str, kind: Kind) -> Value {
             "false" | "0" | "no" => Value::Bool(false),
             _ => Value::Null,
         },
-        Kind::Float => t.parse::<f64>().ok().filter(|f| f.is_finite()).map_or(Value::Null, Value::Float),
+        Kind::Float => t
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map_or(Value::Null, Value::Float),
         Kind::Int => t
             .parse::<i64>()
             .ok()
-            .or_else(|| t.parse::<f64>().ok().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+            .or_else(|| {
+                t.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.fract() == 0.0)
+                    .map(|f| f as i64)
+            })
             .map_or(Value::Null, Value::Int),
     }
 }
@@ -181,7 +190,10 @@ fn ref_row_id(text: &str) -> Option<i64> {
 }
 
 /// Reads every `dm_*` table's rows from the Data Model doc.
-pub async fn read(client: &GristClient, doc: &str) -> Result<BTreeMap<&'static str, Vec<Row>>, StepError> {
+pub async fn read(
+    client: &GristClient,
+    doc: &str,
+) -> Result<BTreeMap<&'static str, Vec<Row>>, StepError> {
     let mut out = BTreeMap::new();
     let mut cache = HashMap::new();
     for dm in &DM_TABLES {
@@ -198,14 +210,20 @@ pub async fn read(client: &GristClient, doc: &str) -> Result<BTreeMap<&'static s
                 .position(|h| h == name || helper_of.get(h).map(String::as_str) == Some(*name));
             let column = by_id.get(name).copied();
             let displays = match (position, column) {
-                (Some(p), Some(c)) if matches!(c.column_type(), ColumnType::Ref(_)) && headers[p] == *name => {
+                (Some(p), Some(c))
+                    if matches!(c.column_type(), ColumnType::Ref(_)) && headers[p] == *name =>
+                {
                     // Rendered as row ids: resolve to display values.
                     Some(ref_displays(client, doc, c, &mut cache).await?)
                 }
                 _ => None,
             };
             if position.is_none() {
-                tracing::warn!(table = dm.grist_table, column = name, "column missing in the Data Model doc; its values are NULL");
+                tracing::warn!(
+                    table = dm.grist_table,
+                    column = name,
+                    "column missing in the Data Model doc; its values are NULL"
+                );
             }
             plan.push((*name, *kind, position, displays));
         }
@@ -217,7 +235,9 @@ pub async fn read(client: &GristClient, doc: &str) -> Result<BTreeMap<&'static s
                 for (name, kind, position, displays) in &plan {
                     let cell = position.and_then(|p| record.get(p)).unwrap_or("");
                     let value = match displays {
-                        Some(d) => ref_row_id(cell).and_then(|id| d.get(&id)).map_or(Value::Null, |s| Value::Text(s.clone())),
+                        Some(d) => ref_row_id(cell)
+                            .and_then(|id| d.get(&id))
+                            .map_or(Value::Null, |s| Value::Text(s.clone())),
                         None => typed(cell, *kind),
                     };
                     row.set(*name, value);
@@ -230,7 +250,11 @@ pub async fn read(client: &GristClient, doc: &str) -> Result<BTreeMap<&'static s
             }
         }
         if blank > 0 {
-            tracing::info!(table = dm.grist_table, rows = blank, "skipped rows with a blank key");
+            tracing::info!(
+                table = dm.grist_table,
+                rows = blank,
+                "skipped rows with a blank key"
+            );
         }
         out.insert(dm.table, rows);
     }
@@ -250,7 +274,11 @@ impl Extract for DataModelExtract {
         Ok(())
     }
 
-    async fn extract(&self, _ctx: &StepContext, out: &mut dyn SnapshotSink) -> Result<(), StepError> {
+    async fn extract(
+        &self,
+        _ctx: &StepContext,
+        out: &mut dyn SnapshotSink,
+    ) -> Result<(), StepError> {
         // Read everything first: a failure on any table writes nothing and deletes nothing.
         let tables = read(&self.client, &self.doc).await?;
         for (table, rows) in tables {

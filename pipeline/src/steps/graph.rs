@@ -53,7 +53,10 @@ struct Model {
 }
 
 fn text(row: &Row, column: &str) -> Option<String> {
-    row.text(column).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    row.text(column)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 impl Model {
@@ -75,7 +78,9 @@ impl Model {
             }
         }
         for r in tables.get("dm_links").into_iter().flatten() {
-            if let (Some(anchor1), Some(anchor2), Some(sentence)) = (text(r, "anchor1"), text(r, "anchor2"), text(r, "sentence")) {
+            if let (Some(anchor1), Some(anchor2), Some(sentence)) =
+                (text(r, "anchor1"), text(r, "anchor2"), text(r, "sentence"))
+            {
                 m.links.push(Link {
                     anchor1,
                     anchor2,
@@ -103,7 +108,8 @@ impl Model {
     fn link_of_table(&self, table: &str) -> Option<&Link> {
         let x = table.strip_prefix("Link_")?;
         self.links.iter().find(|l| {
-            l.sentence.eq_ignore_ascii_case(x) || format!("{}_{}", l.anchor1, l.anchor2).eq_ignore_ascii_case(x)
+            l.sentence.eq_ignore_ascii_case(x)
+                || format!("{}_{}", l.anchor1, l.anchor2).eq_ignore_ascii_case(x)
         })
     }
 }
@@ -138,15 +144,22 @@ impl Displays {
         into: &mut Displays,
     ) -> Result<(), StepError> {
         for c in columns {
-            let (ColumnType::Ref(target) | ColumnType::RefList(target)) = c.column_type() else { continue };
+            let (ColumnType::Ref(target) | ColumnType::RefList(target)) = c.column_type() else {
+                continue;
+            };
             let key = format!("{target}\u{0}{}", c.fields.visible_col);
             if into.by_table.contains_key(&key) {
                 continue;
             }
-            let loaded = anchors.values().find(|a| format!("Anchor_{}", a.noun) == target);
+            let loaded = anchors
+                .values()
+                .find(|a| format!("Anchor_{}", a.noun) == target);
             let (target_columns, target_records) = match loaded {
                 Some(a) => (a.columns.clone(), a.records.clone()),
-                None => (client.columns(doc, &target).await?, client.records(doc, &target).await?),
+                None => (
+                    client.columns(doc, &target).await?,
+                    client.records(doc, &target).await?,
+                ),
             };
             let visible = target_columns
                 .iter()
@@ -205,22 +218,33 @@ impl EdgeWriter<'_> {
             self.dropped += 1;
             return Ok(());
         }
-        self.buffer.push(edge_row(from, to, from_type, to_type, label, attributes));
+        self.buffer
+            .push(edge_row(from, to, from_type, to_type, label, attributes));
         if !directed {
-            self.buffer.push(edge_row(to, from, to_type, from_type, label, attributes));
+            self.buffer
+                .push(edge_row(to, from, to_type, from_type, label, attributes));
         }
         if self.buffer.len() >= EDGE_BATCH {
-            out.write("grist_edges", std::mem::take(&mut self.buffer)).await?;
+            out.write("grist_edges", std::mem::take(&mut self.buffer))
+                .await?;
         }
         Ok(())
     }
 
     async fn flush(&mut self, out: &mut dyn SnapshotSink) -> Result<(), StepError> {
-        out.write("grist_edges", std::mem::take(&mut self.buffer)).await
+        out.write("grist_edges", std::mem::take(&mut self.buffer))
+            .await
     }
 }
 
-fn edge_row(from: &str, to: &str, from_type: &str, to_type: &str, label: &str, attributes: &J) -> Row {
+fn edge_row(
+    from: &str,
+    to: &str,
+    from_type: &str,
+    to_type: &str,
+    label: &str,
+    attributes: &J,
+) -> Row {
     Row::new()
         .with("from_node_id", from)
         .with("to_node_id", to)
@@ -232,10 +256,16 @@ fn edge_row(from: &str, to: &str, from_type: &str, to_type: &str, label: &str, a
 
 /// The node ids a reference cell points at: by row id for Ref/RefList columns, by id string(s)
 /// otherwise.
-fn referenced_nodes(cell: &J, column: &Column, anchors: &HashMap<String, AnchorTable>) -> Vec<String> {
+fn referenced_nodes(
+    cell: &J,
+    column: &Column,
+    anchors: &HashMap<String, AnchorTable>,
+) -> Vec<String> {
     match column.column_type() {
         ColumnType::Ref(target) | ColumnType::RefList(target) => {
-            let table = anchors.values().find(|a| format!("Anchor_{}", a.noun) == target);
+            let table = anchors
+                .values()
+                .find(|a| format!("Anchor_{}", a.noun) == target);
             referenced_ids(cell)
                 .into_iter()
                 .filter_map(|id| table.and_then(|t| t.node_of_row.get(&id)).cloned())
@@ -246,7 +276,12 @@ fn referenced_nodes(cell: &J, column: &Column, anchors: &HashMap<String, AnchorT
             J::Array(items) => items
                 .iter()
                 .skip_while(|i| i.as_str() == Some("L"))
-                .filter_map(|i| i.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string))
+                .filter_map(|i| {
+                    i.as_str()
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                })
                 .collect(),
             _ => Vec::new(),
         },
@@ -260,7 +295,12 @@ pub struct GraphExtract {
 }
 
 impl GraphExtract {
-    async fn load_anchor(&self, noun: &str, table: &str, ctx: &StepContext) -> Result<AnchorTable, StepError> {
+    async fn load_anchor(
+        &self,
+        noun: &str,
+        table: &str,
+        ctx: &StepContext,
+    ) -> Result<AnchorTable, StepError> {
         let columns = self.client.columns(&self.data_doc, table).await?;
         let mut records = self.client.records(&self.data_doc, table).await?;
         records.sort_by_key(|r| r.id);
@@ -283,7 +323,11 @@ impl GraphExtract {
             }
         }
         if duplicates > 0 {
-            tracing::warn!(table, duplicates, "rows with an id already taken by an earlier row were left out");
+            tracing::warn!(
+                table,
+                duplicates,
+                "rows with an id already taken by an earlier row were left out"
+            );
             ctx.counters.add("duplicate_node_ids", duplicates);
         }
         Ok(AnchorTable {
@@ -303,7 +347,11 @@ impl Extract for GraphExtract {
         Ok(())
     }
 
-    async fn extract(&self, ctx: &StepContext, out: &mut dyn SnapshotSink) -> Result<(), StepError> {
+    async fn extract(
+        &self,
+        ctx: &StepContext,
+        out: &mut dyn SnapshotSink,
+    ) -> Result<(), StepError> {
         let model = Model::from_rows(&data_model::read(&self.client, &self.data_model_doc).await?);
         let tables = self.client.tables(&self.data_doc).await?;
 
@@ -333,9 +381,18 @@ impl Extract for GraphExtract {
             let loaded = self.load_anchor(noun, table, ctx).await?;
             anchors.insert(noun.clone(), loaded);
         }
-        let mut displays = Displays { by_table: HashMap::new() };
+        let mut displays = Displays {
+            by_table: HashMap::new(),
+        };
         for a in anchors.values() {
-            Displays::load(&self.client, &self.data_doc, &anchors, &a.columns, &mut displays).await?;
+            Displays::load(
+                &self.client,
+                &self.data_doc,
+                &anchors,
+                &a.columns,
+                &mut displays,
+            )
+            .await?;
         }
         let mut nodes: HashMap<String, HashSet<String>> = HashMap::new();
         for a in anchors.values() {
@@ -355,7 +412,11 @@ impl Extract for GraphExtract {
                 let mut attributes = serde_json::Map::new();
                 for c in &wanted {
                     let resolver = |_: &str, id: i64| displays.get(c, id);
-                    let v = record_cell(r.fields.get(&c.id).unwrap_or(&J::Null), &c.column_type(), &resolver);
+                    let v = record_cell(
+                        r.fields.get(&c.id).unwrap_or(&J::Null),
+                        &c.column_type(),
+                        &resolver,
+                    );
                     if !v.is_null() {
                         attributes.insert(c.id.clone(), v);
                     }
@@ -383,8 +444,12 @@ impl Extract for GraphExtract {
                 (&link.column1, &link.anchor1, true),
                 (&link.column2, &link.anchor2, false),
             ] {
-                let Some(column_name) = column_name else { continue };
-                let Some(table) = anchors.get(this_anchor) else { continue };
+                let Some(column_name) = column_name else {
+                    continue;
+                };
+                let Some(table) = anchors.get(this_anchor) else {
+                    continue;
+                };
                 let Some(column) = table.column(column_name) else {
                     tracing::warn!(link = %link.sentence, column = %column_name, anchor = %this_anchor, "the link's column is not in the anchor's table");
                     continue;
@@ -393,9 +458,22 @@ impl Extract for GraphExtract {
                     let this = &table.node_of_row[&r.id];
                     let cell = r.fields.get(column_name).unwrap_or(&J::Null);
                     for other in referenced_nodes(cell, column, &anchors) {
-                        let (from, to) = if this_is_anchor1 { (this.as_str(), other.as_str()) } else { (other.as_str(), this.as_str()) };
+                        let (from, to) = if this_is_anchor1 {
+                            (this.as_str(), other.as_str())
+                        } else {
+                            (other.as_str(), this.as_str())
+                        };
                         edges
-                            .add(out, from, to, &link.anchor1, &link.anchor2, &link.sentence, &empty, link.directed)
+                            .add(
+                                out,
+                                from,
+                                to,
+                                &link.anchor1,
+                                &link.anchor2,
+                                &link.sentence,
+                                &empty,
+                                link.directed,
+                            )
                             .await?;
                     }
                 }
@@ -406,7 +484,10 @@ impl Extract for GraphExtract {
         for (link, table) in &link_tables {
             let columns = self.client.columns(&self.data_doc, table).await?;
             let helper_of = csv_header_to_column(&columns);
-            let types: HashMap<&str, ColumnType> = columns.iter().map(|c| (c.id.as_str(), c.column_type())).collect();
+            let types: HashMap<&str, ColumnType> = columns
+                .iter()
+                .map(|c| (c.id.as_str(), c.column_type()))
+                .collect();
             let mut csv = self.client.csv(&self.data_doc, table).await?;
             let headers: Vec<String> = csv
                 .headers()
@@ -415,7 +496,8 @@ impl Extract for GraphExtract {
                 .map(|h| helper_of.get(&h).cloned().unwrap_or(h))
                 .collect();
             let position = |name: &str| headers.iter().position(|h| h == name);
-            let (Some(from_at), Some(to_at)) = (position("from_node_id"), position("to_node_id")) else {
+            let (Some(from_at), Some(to_at)) = (position("from_node_id"), position("to_node_id"))
+            else {
                 return Err(StepError::fatal(format!(
                     "table `{table}` of the Data doc has no from_node_id/to_node_id columns: a Link_ table lists edges by node id"
                 )));
@@ -428,7 +510,11 @@ impl Extract for GraphExtract {
                 .flatten()
                 .filter_map(|a| {
                     let at = position(a)?;
-                    Some((a.clone(), at, types.get(a.as_str()).cloned().unwrap_or(ColumnType::Text)))
+                    Some((
+                        a.clone(),
+                        at,
+                        types.get(a.as_str()).cloned().unwrap_or(ColumnType::Text),
+                    ))
                 })
                 .collect();
             let anchor1_nodes = nodes.get(&link.anchor1);
@@ -449,7 +535,11 @@ impl Extract for GraphExtract {
                     let swapped = link.anchor1 != link.anchor2
                         && anchor2_nodes.is_some_and(|s| s.contains(from))
                         && !anchor1_nodes.is_some_and(|s| s.contains(from));
-                    let (from_type, to_type) = if swapped { (&link.anchor2, &link.anchor1) } else { (&link.anchor1, &link.anchor2) };
+                    let (from_type, to_type) = if swapped {
+                        (&link.anchor2, &link.anchor1)
+                    } else {
+                        (&link.anchor1, &link.anchor2)
+                    };
                     let mut attributes = serde_json::Map::new();
                     for (name, at, ty) in &attribute_columns {
                         match csv_cell(record.get(*at).unwrap_or(""), ty) {
@@ -473,15 +563,28 @@ impl Extract for GraphExtract {
                         }
                     }
                     edges
-                        .add(out, from, to, from_type, to_type, label, &J::Object(attributes), link.directed)
+                        .add(
+                            out,
+                            from,
+                            to,
+                            from_type,
+                            to_type,
+                            label,
+                            &J::Object(attributes),
+                            link.directed,
+                        )
                         .await?;
                 }
             }
         }
         edges.flush(out).await?;
         if edges.dropped > 0 {
-            tracing::warn!(edges = edges.dropped, "edges whose endpoint is not a node were dropped");
-            ctx.counters.add("edges_dropped_missing_node", edges.dropped);
+            tracing::warn!(
+                edges = edges.dropped,
+                "edges whose endpoint is not a node were dropped"
+            );
+            ctx.counters
+                .add("edges_dropped_missing_node", edges.dropped);
         }
         Ok(())
     }

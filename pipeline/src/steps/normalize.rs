@@ -26,7 +26,9 @@ fn copy_rows(batch: &InputBatch, input: &str, output: &str) -> BatchOutput {
     let by_key = batch.rows_by_key(input);
     let mut out = BatchOutput::default();
     for key in &batch.keys {
-        let Some(row) = by_key.get(key).and_then(|rows| rows.first()) else { continue };
+        let Some(row) = by_key.get(key).and_then(|rows| rows.first()) else {
+            continue;
+        };
         let mut normalized: Row = row
             .columns()
             .filter(|(c, _)| c.as_str() != "attributes")
@@ -46,7 +48,11 @@ impl Transform for NormalizeNodes {
         vec!["node_id".into(), "node_type".into()]
     }
 
-    async fn process(&self, _ctx: &StepContext, batch: InputBatch) -> Result<BatchOutput, StepError> {
+    async fn process(
+        &self,
+        _ctx: &StepContext,
+        batch: InputBatch,
+    ) -> Result<BatchOutput, StepError> {
         Ok(copy_rows(&batch, "grist_nodes", "nodes"))
     }
 }
@@ -56,12 +62,22 @@ pub struct NormalizeEdges;
 #[async_trait]
 impl Transform for NormalizeEdges {
     fn key_columns(&self) -> Vec<String> {
-        ["from_node_id", "to_node_id", "from_node_type", "to_node_type", "edge_label"]
-            .map(String::from)
-            .to_vec()
+        [
+            "from_node_id",
+            "to_node_id",
+            "from_node_type",
+            "to_node_type",
+            "edge_label",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
-    async fn process(&self, _ctx: &StepContext, batch: InputBatch) -> Result<BatchOutput, StepError> {
+    async fn process(
+        &self,
+        _ctx: &StepContext,
+        batch: InputBatch,
+    ) -> Result<BatchOutput, StepError> {
         Ok(copy_rows(&batch, "grist_edges", "edges"))
     }
 }

@@ -29,7 +29,11 @@ impl Extract for TestSetExtract {
         Ok(())
     }
 
-    async fn extract(&self, _ctx: &StepContext, out: &mut dyn SnapshotSink) -> Result<(), StepError> {
+    async fn extract(
+        &self,
+        _ctx: &StepContext,
+        out: &mut dyn SnapshotSink,
+    ) -> Result<(), StepError> {
         let columns = self.client.columns(&self.doc, &self.table).await?;
         let helper_of = csv_header_to_column(&columns);
         let mut csv = self.client.csv(&self.doc, &self.table).await?;
@@ -39,7 +43,10 @@ impl Extract for TestSetExtract {
             .into_iter()
             .map(|h| helper_of.get(&h).cloned().unwrap_or(h))
             .collect();
-        let positions: Vec<Option<usize>> = COLUMNS.iter().map(|c| headers.iter().position(|h| h == c)).collect();
+        let positions: Vec<Option<usize>> = COLUMNS
+            .iter()
+            .map(|c| headers.iter().position(|h| h == c))
+            .collect();
         if positions[0].is_none() {
             return Err(StepError::fatal(format!(
                 "table `{}` of the Test Set doc `{}` has no gds_question column",
@@ -52,7 +59,14 @@ impl Extract for TestSetExtract {
                 let mut row = Row::new();
                 for (name, at) in COLUMNS.iter().zip(&positions) {
                     let cell = at.and_then(|i| record.get(i)).unwrap_or("");
-                    row.set(*name, if cell.trim().is_empty() { Value::Null } else { Value::Text(cell.to_string()) });
+                    row.set(
+                        *name,
+                        if cell.trim().is_empty() {
+                            Value::Null
+                        } else {
+                            Value::Text(cell.to_string())
+                        },
+                    );
                 }
                 if row.get("gds_question").is_some_and(|v| !v.is_null()) {
                     rows.push(row);

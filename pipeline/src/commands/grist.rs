@@ -1,0 +1,95 @@
+//! `etl grist ...`: tooling around the doc folder format.
+//!
+//! * `seed DIR... --server URL`: creates each folder's doc in a Grist server, prints
+//!   `<folder> <doc id>` per doc, and with `--env-out FILE` writes the `GRIST_*_DOC_ID`
+//!   variables for folders named `*data-model`, `*data` and `*test-set`.
+
+use std::path::{Path, PathBuf};
+
+use grist::folder::DocFolder;
+use grist::{GristClient, GristConfig};
+
+use crate::exit::Exit;
+
+/// The `GRIST_*_DOC_ID` variable a folder's name suggests.
+fn env_var_for(folder: &str) -> Option<&'static str> {
+    if folder.ends_with("data-model") || folder.ends_with("data_model") {
+        Some("GRIST_DATA_MODEL_DOC_ID")
+    } else if folder.ends_with("test-set")
+        || folder.ends_with("test_set")
+        || folder.ends_with("gds")
+    {
+        Some("GRIST_TEST_SET_DOC_ID")
+    } else if folder.ends_with("data") {
+        Some("GRIST_DATA_DOC_ID")
+    } else {
+        None
+    }
+}
+
+pub async fn seed(
+    dirs: &[PathBuf],
+    server: &str,
+    workspace: Option<i64>,
+    env_out: Option<&Path>,
+) -> Exit {
+    let folders: Vec<DocFolder> = match dirs
+        .iter()
+        .map(|d| DocFolder::read(d))
+        .collect::<Result<_, _>>()
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Config;
+        }
+    };
+    let api_key = std::env::var("GRIST_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    let client = match GristClient::new(GristConfig::new(server, api_key)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Service;
+        }
+    };
+    let mut env_lines = Vec::new();
+    for folder in &folders {
+        match grist::seed::seed(&client, folder, workspace).await {
+            Ok(doc_id) => {
+                println!("{} {doc_id}", folder.name);
+                if let Some(var) = env_var_for(&folder.name) {
+                    env_lines.push(format!("{var}={doc_id}"));
+                }
+            }
+            Err(e) => {
+                eprintln!("error: seeding {}: {e}", folder.name);
+                return Exit::Service;
+            }
+        }
+    }
+    if let Some(path) = env_out {
+        if let Err(e) = std::fs::write(path, env_lines.join("\n") + "\n") {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return Exit::Service;
+        }
+    }
+    Exit::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::env_var_for;
+
+    #[test]
+    fn folder_names_suggest_doc_variables() {
+        assert_eq!(
+            env_var_for("demo-data-model"),
+            Some("GRIST_DATA_MODEL_DOC_ID")
+        );
+        assert_eq!(env_var_for("demo-data"), Some("GRIST_DATA_DOC_ID"));
+        assert_eq!(env_var_for("demo-test-set"), Some("GRIST_TEST_SET_DOC_ID"));
+        assert_eq!(env_var_for("other"), None);
+    }
+}
