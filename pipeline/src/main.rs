@@ -69,6 +69,17 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum GristCommand {
+    /// Serve doc folders over Grist's HTTP API on 127.0.0.1 (a local Grist for pipelines and CI).
+    Serve {
+        /// Doc folders (the folder name is the doc id), or folders of doc folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[arg(long, default_value_t = 8484)]
+        port: u16,
+        /// Require this API key (Authorization: Bearer); default: any or none.
+        #[arg(long, env = "GRIST_API_KEY")]
+        api_key: Option<String>,
+    },
     /// Create docs in a Grist server from doc folders; prints `<folder> <doc id>` per doc.
     Seed {
         /// Doc folders (`<Table>.columns.json` + `<Table>.records.json` per table).
@@ -161,6 +172,14 @@ fn main() -> ExitCode {
                 commands::admin::migrate(&cli.config, embeddings_dim).await
             }
             Command::Check => commands::admin::check(&cli.config).await,
+            Command::Grist(GristCommand::Serve {
+                dirs,
+                port,
+                api_key,
+            }) => {
+                commands::grist::serve(&dirs, port, api_key.as_deref().filter(|k| !k.is_empty()))
+                    .await
+            }
             Command::Grist(GristCommand::Seed {
                 dirs,
                 server,

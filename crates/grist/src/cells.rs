@@ -70,6 +70,11 @@ pub fn record_cell(json: &J, ty: &ColumnType, refs: &dyn RefResolver) -> J {
     match (ty, json) {
         (_, J::Null) => J::Null,
         (ColumnType::Text | ColumnType::Choice, J::String(s)) if s.is_empty() => J::Null,
+        (ColumnType::Numeric, J::Number(n)) => n.as_f64().map_or(J::Null, |f| serde_json::json!(f)),
+        (ColumnType::Int, J::Number(n)) => match n.as_i64() {
+            Some(i) => J::from(i),
+            None => J::Number(n.clone()),
+        },
         (ColumnType::Date, J::Number(n)) => date(n.as_f64().unwrap_or_default(), false),
         (ColumnType::DateTime, J::Number(n)) => date(n.as_f64().unwrap_or_default(), true),
         (ColumnType::Ref(table), J::Number(n)) => match n.as_i64() {
@@ -167,5 +172,10 @@ mod tests {
         );
         assert_eq!(record_cell(&json!(""), &ColumnType::Text, &refs), J::Null);
         assert_eq!(referenced_ids(&json!(["L", 3, 0, 4])), vec![3, 4]);
+        assert_eq!(
+            record_cell(&json!(0), &ColumnType::Numeric, &refs),
+            json!(0.0)
+        );
+        assert!(record_cell(&json!(0), &ColumnType::Numeric, &refs).is_f64());
     }
 }

@@ -1,5 +1,7 @@
 //! `etl grist ...`: tooling around the doc folder format.
 //!
+//! * `serve DIR...`: serves doc folders over Grist's HTTP API on 127.0.0.1 until stopped, so
+//!   pipelines and CI can run with no Grist server; prints the URL and the doc ids.
 //! * `seed DIR... --server URL`: creates each folder's doc in a Grist server, prints
 //!   `<folder> <doc id>` per doc, and with `--env-out FILE` writes the `GRIST_*_DOC_ID`
 //!   variables for folders named `*data-model`, `*data` and `*test-set`.
@@ -10,6 +12,46 @@ use grist::folder::DocFolder;
 use grist::{GristClient, GristConfig};
 
 use crate::exit::Exit;
+
+pub async fn serve(dirs: &[PathBuf], port: u16, api_key: Option<&str>) -> Exit {
+    let emulator = match grist_emulator::Emulator::from_dirs(dirs) {
+        Ok(e) => e.with_api_key(api_key),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Config;
+        }
+    };
+    let running = match emulator
+        .serve(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot serve on 127.0.0.1:{port}: {e}");
+            return Exit::Service;
+        }
+    };
+    println!("GRIST_SERVER_URL={}", running.url());
+    for id in running.docs().doc_ids() {
+        let var = env_var_for(&id)
+            .map(|v| format!("  ({v})"))
+            .unwrap_or_default();
+        eprintln!("serving doc {id}{var}");
+    }
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot listen for SIGTERM: {e}");
+            return Exit::Service;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    running.shutdown().await;
+    Exit::Ok
+}
 
 /// The `GRIST_*_DOC_ID` variable a folder's name suggests.
 fn env_var_for(folder: &str) -> Option<&'static str> {
