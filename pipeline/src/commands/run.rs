@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use etl_core::report::RunReport;
 use etl_core::{RunOptions, Runner};
+use tracing::Instrument;
 
 use crate::exit::Exit;
 use crate::progress::Bars;
@@ -31,9 +32,11 @@ pub async fn run(config: &Path, args: &RunArgs) -> Exit {
         wait_for_locks: args.wait,
         ..RunOptions::default()
     };
-    let span = tracing::info_span!("run", steps = ?args.select.steps);
-    let _guard = span.enter();
-    let report = match runner.run(&opts).await {
+    let report = match runner
+        .run(&opts)
+        .instrument(tracing::info_span!("run", id = %run_id()))
+        .await
+    {
         Ok(r) => r,
         Err(errors) => {
             for e in errors {
@@ -44,6 +47,15 @@ pub async fn run(config: &Path, args: &RunArgs) -> Exit {
     };
     println!("{report}");
     exit_of(&report)
+}
+
+/// A short id for the run, to tie its log lines together.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}", (nanos as u64) ^ u64::from(std::process::id()))
 }
 
 pub fn exit_of(report: &RunReport) -> Exit {
