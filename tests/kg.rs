@@ -506,6 +506,29 @@ async fn every_rule_of_the_graph_on_a_fixture_of_our_own() {
 
     // Blank rows skipped; anchors not in the model and other tables skipped.
     assert_eq!(s.count("SELECT count(*) FROM dm_anchors").await, 3);
+    // Links.anchor1/anchor2 show a column but have no display formula: the CSV renders bare row
+    // ids, resolved to the anchors' nouns.
+    assert_eq!(
+        s.count("SELECT count(*) FROM dm_links WHERE anchor1 = 'owner'")
+            .await,
+        3
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM dm_links WHERE anchor1 = 'pet' AND anchor2 = 'toy'")
+            .await,
+        1
+    );
+    // Anchor_attributes.anchor has a display formula: the CSV header is its helper's id.
+    assert_eq!(
+        s.count("SELECT count(*) FROM dm_anchor_attributes WHERE anchor = 'owner'")
+            .await,
+        11
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM dm_link_attributes WHERE link = 'PET_plays_with_TOY'")
+            .await,
+        1
+    );
     assert!(r.stdout.contains("tables_skipped: 2"), "{r}");
     assert_eq!(
         s.count("SELECT count(*) FROM nodes WHERE node_type = 'dragon'")
@@ -735,6 +758,22 @@ async fn a_grist_failure_in_the_middle_of_a_run_deletes_nothing_and_the_next_run
         edges - 5,
         "{r}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brief_sqlite_busy_and_server_errors_are_ridden_out() {
+    let s = Setup::demo().await;
+    s.docs().busy_next(2, Some("Anchor_person"));
+    s.docs()
+        .fail_next_for_table(2, "Link_person_likes_interest");
+    let r = s.run().await;
+    assert_eq!(
+        s.docs().pending_faults(),
+        0,
+        "every fault was met and retried past:\n{r}"
+    );
+    assert_eq!(s.count("SELECT count(*) FROM nodes").await, 34);
+    assert_eq!(s.count("SELECT count(*) FROM edges").await, 63);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
