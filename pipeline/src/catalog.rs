@@ -8,6 +8,8 @@
 //! | `grist.test_set` | extract | the Test Set doc into `eval_gds` |
 //! | `kg.normalize_nodes` | transform | `grist_nodes` into `nodes` |
 //! | `kg.normalize_edges` | transform | `grist_edges` into `edges` |
+//! | `kg.embed_nodes` | transform | embeddable node attributes into `rag_anchor_embeddings` |
+//! | `kg.embed_edges` | transform | embeddable edge attributes into `rag_edge_embeddings` |
 
 use std::sync::Arc;
 
@@ -15,10 +17,15 @@ use etl_core::config::{Settings, StepConfig};
 use etl_core::dag::{Built, Catalog};
 use etl_core::step::{BuiltStep, StepImpl};
 
+use crate::steps::embeddings::{EmbedStep, Target};
 use crate::steps::{csv_files, data_model, graph, grist_connection, normalize, test_set};
 
+/// The catalog. Steps that keep state of their own in the database (the embedding cache) get its
+/// URL from here.
 #[derive(Debug, Default)]
-pub struct EtlCatalog;
+pub struct EtlCatalog {
+    pub database_url: Option<String>,
+}
 
 const NAMES: &[&str] = &[
     "csv.files",
@@ -27,6 +34,8 @@ const NAMES: &[&str] = &[
     "grist.test_set",
     "kg.normalize_nodes",
     "kg.normalize_edges",
+    "kg.embed_nodes",
+    "kg.embed_edges",
 ];
 
 fn extract(x: impl etl_core::Extract + 'static, version: u32) -> Built {
@@ -110,6 +119,18 @@ impl Catalog for EtlCatalog {
             }
             "kg.normalize_nodes" => transform(normalize::NormalizeNodes, 1),
             "kg.normalize_edges" => transform(normalize::NormalizeEdges, 1),
+            "kg.embed_nodes" | "kg.embed_edges" => {
+                let target = if step.uses == "kg.embed_nodes" {
+                    Target::Nodes
+                } else {
+                    Target::Edges
+                };
+                let embed = EmbedStep::from_settings(target, settings, self.database_url.clone());
+                if !expect_outputs(step, settings, &[target.output().to_string()]) {
+                    return Built::Invalid;
+                }
+                transform(embed, 1)
+            }
             _ => Built::Unknown,
         }
     }

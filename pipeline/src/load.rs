@@ -24,7 +24,17 @@ pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
         return Err(ConfigErrors { file, errors });
     };
     let env = Arc::new(|name: &str| std::env::var(name).ok());
-    match compile(&config, &EtlCatalog, env) {
+    let database_url = std::env::var("DB_CONN_URI")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| {
+            let raw = config.database_url.as_ref()?;
+            etl_core::config::interpolate(raw, &*env)
+                .ok()
+                .filter(|i| i.missing.is_empty())
+                .map(|i| i.value)
+        });
+    match compile(&config, &EtlCatalog { database_url }, env) {
         Ok(p) if errors.is_empty() => Ok(p),
         Ok(_) => Err(ConfigErrors { file, errors }),
         Err(more) => {

@@ -60,6 +60,7 @@ pub struct StepDef {
     pub name: String,
     pub kind: StepKind,
     pub uses: String,
+    pub group: Option<String>,
     pub inputs: Vec<InputDef>,
     pub outputs: Vec<String>,
     /// The transform key (empty for extracts).
@@ -142,19 +143,23 @@ impl Pipeline {
             chosen.extend(0..self.steps.len());
         }
         for name in &sel.steps {
-            match self.steps.iter().position(|s| &s.name == name) {
-                Some(i) => {
-                    chosen.insert(i);
-                }
-                None => errors.push(format!(
-                    "no step named `{name}` (steps: {})",
-                    self.steps
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
+            // A step's name, or a group of steps.
+            let matching: Vec<usize> = (0..self.steps.len())
+                .filter(|i| {
+                    &self.steps[*i].name == name || self.steps[*i].group.as_ref() == Some(name)
+                })
+                .collect();
+            if matching.is_empty() {
+                let mut known: Vec<&str> = self.steps.iter().map(|s| s.name.as_str()).collect();
+                known.extend(self.steps.iter().filter_map(|s| s.group.as_deref()));
+                known.sort_unstable();
+                known.dedup();
+                errors.push(format!(
+                    "no step or group named `{name}` (known: {})",
+                    known.join(", ")
+                ));
             }
+            chosen.extend(matching);
         }
         if !sel.labels.is_empty() {
             let before = chosen.len();
@@ -474,6 +479,7 @@ pub fn compile(
             name: s.name.clone(),
             kind: s.kind,
             uses: s.uses.clone(),
+            group: s.group.clone(),
             inputs,
             outputs: s.outputs.clone(),
             key,
@@ -485,6 +491,17 @@ pub fn compile(
             implementation: built.implementation,
             missing_env: report.missing_env,
         });
+    }
+
+    for s in config.steps.values() {
+        if let Some(g) = &s.group {
+            if config.steps.contains_key(g) {
+                errors.push(ConfigError::new(
+                    format!("steps.{}.group", s.name),
+                    format!("`{g}` is also a step's name: a group needs a name of its own"),
+                ));
+            }
+        }
     }
 
     if let Some(chain) = find_cycle(config) {

@@ -724,7 +724,7 @@ async fn selection_by_step_downstream_label_and_full_refresh() {
         .run(&only(&["nope"], &[], false))
         .await
         .unwrap_err();
-    assert!(err[0].contains("no step named `nope`"), "{err:?}");
+    assert!(err[0].contains("no step or group named `nope`"), "{err:?}");
 }
 
 #[tokio::test]

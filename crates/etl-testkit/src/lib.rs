@@ -2,8 +2,10 @@
 //!
 //! * [`postgres`]: a fresh, migrated database per test on the Postgres that `scripts/services`
 //!   starts; a test fails loudly when that Postgres is not running.
+//! * [`fake_openai`]: a fake OpenAI-compatible embeddings server that counts every call.
 //! * [`steps`]: small in-memory steps (a snapshot source that tests edit between runs, and
 //!   transforms with switchable failures) for exercising the engine.
 
+pub mod fake_openai;
 pub mod postgres;
 pub mod steps;

@@ -2,6 +2,7 @@
 
 pub mod csv_files;
 pub mod data_model;
+pub mod embeddings;
 pub mod graph;
 pub mod grist_connection;
 pub mod normalize;

@@ -16,6 +16,7 @@
 //! inputs = ["grist_nodes", { table = "dm_anchor_attributes", on = { node_type = "anchor" } }]
 //! outputs = ["nodes"]
 //! labels = { stage = "normalize" }
+//! group = "normalize"             # optional: `--step normalize` selects every step of the group
 //! [steps.normalize_nodes.settings]  # the implementation's own settings
 //! ```
 
@@ -54,6 +55,8 @@ pub struct StepConfig {
     pub name: String,
     pub kind: StepKind,
     pub uses: String,
+    /// A name several steps share, so that `--step GROUP` selects them all.
+    pub group: Option<String>,
     pub inputs: Vec<InputConfig>,
     pub outputs: Vec<String>,
     pub labels: BTreeMap<String, String>,
@@ -327,6 +330,7 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                 &[
                     "kind",
                     "uses",
+                    "group",
                     "inputs",
                     "outputs",
                     "labels",
@@ -370,6 +374,17 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                         "is required: the name of the step's implementation",
                     );
                     String::new()
+                }
+            };
+            let group = match s.get("group") {
+                None => None,
+                Some(toml::Value::String(g)) if is_valid_name(g) => Some(g.clone()),
+                Some(_) => {
+                    r.err(
+                        format!("{place}.group"),
+                        "a group is a name: lowercase letters, digits and `_`",
+                    );
+                    None
                 }
             };
             let mut inputs = Vec::new();
@@ -477,6 +492,7 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                         name: name.clone(),
                         kind,
                         uses,
+                        group,
                         inputs,
                         outputs,
                         labels,

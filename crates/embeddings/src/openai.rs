@@ -1,0 +1,178 @@
+//! Any OpenAI-compatible `/v1/embeddings` endpoint.
+//!
+//! Spoken with reqwest rather than async-openai: the engine needs each answer's HTTP status and
+//! `Retry-After` to decide between retrying (429, 5xx), splitting the batch (400) and stopping
+//! (401, 403, 404), and async-openai folds those into its own retry loop.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::provider::{EmbedError, Embedder, ModelId};
+
+#[derive(Debug, Clone)]
+pub struct OpenAiConfig {
+    /// e.g. `https://api.openai.com/v1` (`OPENAI_BASE_URL`).
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub model: String,
+    pub dims: u32,
+    pub timeout: Duration,
+}
+
+pub struct OpenAiEmbedder {
+    http: reqwest::Client,
+    url: String,
+    api_key: Option<String>,
+    id: ModelId,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for OpenAiEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiEmbedder")
+            .field("url", &self.url)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+#[derive(Serialize)]
+struct Request<'a> {
+    model: &'a str,
+    input: &'a [String],
+    dimensions: u32,
+    encoding_format: &'static str,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    data: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    index: usize,
+    embedding: Vec<f32>,
+}
+
+impl OpenAiEmbedder {
+    pub fn new(config: OpenAiConfig) -> Result<Self, EmbedError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| EmbedError::Fatal {
+                message: format!("cannot build the HTTP client: {e}"),
+            })?;
+        let base = config.base_url.trim_end_matches('/');
+        let url = if base.ends_with("/embeddings") {
+            base.to_string()
+        } else {
+            format!("{base}/embeddings")
+        };
+        Ok(OpenAiEmbedder {
+            http,
+            url,
+            api_key: config.api_key,
+            id: ModelId {
+                provider: "openai".into(),
+                model: config.model,
+                dims: config.dims,
+            },
+            timeout: config.timeout,
+        })
+    }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+#[async_trait]
+impl Embedder for OpenAiEmbedder {
+    fn id(&self) -> &ModelId {
+        &self.id
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let body = Request {
+            model: &self.id.model,
+            input: texts,
+            dimensions: self.id.dims,
+            encoding_format: "float",
+        };
+        let mut request = self.http.post(&self.url).timeout(self.timeout).json(&body);
+        if let Some(k) = &self.api_key {
+            request = request.bearer_auth(k);
+        }
+        let response = request.send().await.map_err(|e| EmbedError::Transient {
+            message: format!(
+                "embedding request to {} failed: {}",
+                self.url,
+                e.without_url()
+            ),
+            retry_after: None,
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let after = retry_after(response.headers());
+            let text = response.text().await.unwrap_or_default();
+            let detail: String = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/error/message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            let message = format!(
+                "embedding endpoint {} answered {status}: {detail}",
+                self.url
+            );
+            return Err(match status.as_u16() {
+                429 | 500..=599 | 408 => EmbedError::Transient {
+                    message,
+                    retry_after: after,
+                },
+                400 | 413 | 422 => EmbedError::Rejected { message },
+                401 | 403 => EmbedError::Fatal {
+                    message: format!("{message} (check OPENAI_API_KEY)"),
+                },
+                404 => EmbedError::Fatal {
+                    message: format!("{message} (check OPENAI_BASE_URL and EMBEDDINGS_MODEL)"),
+                },
+                _ => EmbedError::Fatal { message },
+            });
+        }
+        let parsed: Response = response.json().await.map_err(|e| EmbedError::Transient {
+            message: format!("unreadable answer from {}: {}", self.url, e.without_url()),
+            retry_after: None,
+        })?;
+        let mut out = vec![Vec::new(); texts.len()];
+        for item in parsed.data {
+            if let Some(slot) = out.get_mut(item.index) {
+                *slot = item.embedding;
+            }
+        }
+        if let Some(bad) = out.iter().position(|v| v.len() != self.id.dims as usize) {
+            return Err(EmbedError::Fatal {
+                message: format!(
+                    "the model {} returned {} dimensions for input {bad}, expected {} (EMBEDDINGS_DIM): does it support `dimensions`?",
+                    self.id.model,
+                    out[bad].len(),
+                    self.id.dims
+                ),
+            });
+        }
+        Ok(out)
+    }
+}

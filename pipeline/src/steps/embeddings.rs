@@ -1,0 +1,396 @@
+//! `uses = "kg.embed_nodes"` and `"kg.embed_edges"`: a vector for every embeddable attribute of
+//! every node (edge), into `rag_anchor_embeddings` (`rag_edge_embeddings`).
+//!
+//! * Which texts: for each node (edge), each attribute that `dm_anchor_attributes`
+//!   (`dm_link_attributes`) marks `embeddable` for its type (label), when the value is a non-empty
+//!   string that is not a UUID. One output row per (key, attribute), the text in
+//!   `attribute_value`.
+//! * Never twice: a batch's distinct texts are looked up in the content-addressed cache first; only
+//!   the misses go to the model, and what it answers is cached at once.
+//! * Precise: the step's keys are nodes (edges), with the attribute list as a side input joined on
+//!   the type. Editing a non-embeddable attribute reprocesses the node, but every text is a cache
+//!   hit and no row changes. Marking an attribute embeddable reprocesses the nodes of that type,
+//!   and only the new texts are sent. A changed provider, model or dimension changes the step's
+//!   fingerprint: everything is re-embedded.
+//! * The table's `vector(N)` must match the model's dimension: checked before any call.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value as J;
+use tokio::sync::OnceCell;
+
+use embeddings::batching::SendStats;
+use embeddings::cache::text_hash;
+use embeddings::openai::{OpenAiConfig, OpenAiEmbedder};
+use embeddings::{embed_all, BatchLimits, EmbedError, Embedder, EmbeddingCache};
+use etl_core::config::Settings;
+use etl_core::{
+    BatchOutput, ErrorClass, InputBatch, Key, Row, StepContext, StepError, Transform, Value,
+};
+
+/// Nodes or edges: where texts come from and where vectors go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Nodes,
+    Edges,
+}
+
+impl Target {
+    fn input(self) -> &'static str {
+        match self {
+            Target::Nodes => "nodes",
+            Target::Edges => "edges",
+        }
+    }
+    fn attributes_table(self) -> &'static str {
+        match self {
+            Target::Nodes => "dm_anchor_attributes",
+            Target::Edges => "dm_link_attributes",
+        }
+    }
+    fn owner_column(self) -> &'static str {
+        match self {
+            Target::Nodes => "anchor",
+            Target::Edges => "link",
+        }
+    }
+    fn type_column(self) -> &'static str {
+        match self {
+            Target::Nodes => "node_type",
+            Target::Edges => "edge_label",
+        }
+    }
+    pub fn output(self) -> &'static str {
+        match self {
+            Target::Nodes => "rag_anchor_embeddings",
+            Target::Edges => "rag_edge_embeddings",
+        }
+    }
+    fn key(self) -> Vec<String> {
+        let k: &[&str] = match self {
+            Target::Nodes => &["node_id", "node_type"],
+            Target::Edges => &[
+                "from_node_id",
+                "to_node_id",
+                "from_node_type",
+                "to_node_type",
+                "edge_label",
+            ],
+        };
+        k.iter().map(|s| s.to_string()).collect()
+    }
+    /// The output's own columns taken from the input row.
+    fn carried(self) -> &'static [&'static str] {
+        match self {
+            Target::Nodes => &["node_id", "node_type"],
+            Target::Edges => &["from_node_id", "to_node_id", "edge_label"],
+        }
+    }
+}
+
+/// Which model, read from the settings.
+#[derive(Debug, Clone)]
+enum ProviderConfig {
+    OpenAi(OpenAiConfig),
+    Local(PathBuf),
+}
+
+pub struct EmbedStep {
+    target: Target,
+    provider: ProviderConfig,
+    limits: BatchLimits,
+    database_url: Option<String>,
+    ready: OnceCell<Ready>,
+}
+
+/// What the first batch sets up: the model, the cache, and the checked dimension.
+struct Ready {
+    embedder: Arc<dyn Embedder>,
+    cache: EmbeddingCache,
+}
+
+/// A UUID (8-4-4-4-12 hex digits) is an identifier, not a text worth embedding.
+pub fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+impl EmbedStep {
+    pub fn from_settings(
+        target: Target,
+        settings: &mut Settings,
+        database_url: Option<String>,
+    ) -> EmbedStep {
+        let provider = settings.string_or("provider", "openai");
+        let limits = BatchLimits {
+            max_texts: settings.runtime_u64_or("max_texts_per_request", 256).max(1) as usize,
+            max_tokens: settings
+                .runtime_u64_or("max_tokens_per_request", 100_000)
+                .max(1) as usize,
+            max_in_flight: settings.runtime_u64_or("max_requests_in_flight", 4).max(1) as usize,
+            ..BatchLimits::default()
+        };
+        let timeout = Duration::from_secs(settings.runtime_u64_or("timeout_secs", 60).max(1));
+        // Every key is read whatever the provider, so that none is reported as unknown.
+        let base_url = settings.runtime_string_or("base_url", "https://api.openai.com/v1");
+        let api_key = settings.secret("api_key");
+        let model = settings.string_or("model", "text-embedding-3-large");
+        let dims = settings.u64_or("dims", 1024) as u32;
+        let model_dir = settings.string_or("model_dir", "");
+        let provider = match provider.as_str() {
+            "local" => {
+                if model_dir.is_empty() {
+                    settings.error(
+                        "model_dir",
+                        "the local provider needs the model folder: set EMBEDDINGS_MODEL_DIR",
+                    );
+                }
+                ProviderConfig::Local(PathBuf::from(model_dir))
+            }
+            other => {
+                if other != "openai" {
+                    settings.error(
+                        "provider",
+                        format!("unknown provider `{other}` (known: openai, local)"),
+                    );
+                }
+                ProviderConfig::OpenAi(OpenAiConfig {
+                    base_url,
+                    api_key,
+                    model,
+                    dims,
+                    timeout,
+                })
+            }
+        };
+        EmbedStep {
+            target,
+            provider,
+            limits,
+            database_url,
+            ready: OnceCell::new(),
+        }
+    }
+
+    /// Loads the model and checks its dimension against the table, once.
+    async fn ready(&self) -> Result<&Ready, StepError> {
+        self.ready
+            .get_or_try_init(|| async {
+                let embedder: Arc<dyn Embedder> = match &self.provider {
+                    ProviderConfig::OpenAi(c) => Arc::new(OpenAiEmbedder::new(c.clone()).map_err(embed_error)?),
+                    ProviderConfig::Local(dir) => load_local(dir)?,
+                };
+                let url = self.database_url.clone().ok_or_else(|| {
+                    StepError::fatal("the embedding cache needs the database: set DB_CONN_URI")
+                })?;
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect(&url)
+                    .await
+                    .map_err(|e| StepError::transient(format!("connecting to Postgres for the embedding cache: {e}")))?;
+                let table = self.target.output();
+                let column: Option<String> = sqlx::query_scalar(
+                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                      WHERE attrelid = to_regclass($1) AND attname = 'embedding'",
+                )
+                .bind(table)
+                .fetch_optional(&pool)
+                .await
+                .map_err(|e| StepError::transient(format!("reading the type of {table}.embedding: {e}")))?;
+                let column = column.unwrap_or_default();
+                let dims = embedder.id().dims;
+                if column != format!("vector({dims})") {
+                    return Err(StepError::fatal(format!(
+                        "the model {} gives {dims} dimensions but {table}.embedding is {column}: set EMBEDDINGS_DIM to the \
+                         table's dimension (and a model that gives it), or migrate a new database with EMBEDDINGS_DIM={dims} \
+                         (`etl migrate` creates vector(EMBEDDINGS_DIM))",
+                        embedder.id().model
+                    )));
+                }
+                Ok(Ready {
+                    embedder,
+                    cache: EmbeddingCache::new(pool),
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(feature = "local-embeddings")]
+fn load_local(dir: &std::path::Path) -> Result<Arc<dyn Embedder>, StepError> {
+    Ok(Arc::new(
+        embeddings::local::LocalEmbedder::load(dir).map_err(embed_error)?,
+    ))
+}
+
+#[cfg(not(feature = "local-embeddings"))]
+fn load_local(_dir: &std::path::Path) -> Result<Arc<dyn Embedder>, StepError> {
+    Err(StepError::fatal(
+        "this etl was built without the local embedding provider (feature local-embeddings)",
+    ))
+}
+
+fn embed_error(e: EmbedError) -> StepError {
+    match e {
+        EmbedError::Transient {
+            message,
+            retry_after,
+        } => StepError::transient(message).with_retry_after(retry_after),
+        EmbedError::Rejected { message } => StepError::data(message),
+        EmbedError::Fatal { message } => StepError::fatal(message),
+    }
+}
+
+#[async_trait]
+impl Transform for EmbedStep {
+    fn key_columns(&self) -> Vec<String> {
+        self.target.key()
+    }
+
+    async fn check(&self) -> Result<(), StepError> {
+        self.ready().await.map(|_| ())
+    }
+
+    async fn process(
+        &self,
+        ctx: &StepContext,
+        batch: InputBatch,
+    ) -> Result<BatchOutput, StepError> {
+        let ready = self.ready().await?;
+        let target = self.target;
+
+        // Embeddable attributes per type.
+        let mut embeddable: HashMap<String, Vec<String>> = HashMap::new();
+        for a in batch.rows(target.attributes_table()) {
+            if matches!(a.get("embeddable"), Some(Value::Bool(true))) {
+                if let (Some(owner), Some(name)) =
+                    (a.text(target.owner_column()), a.text("attribute_name"))
+                {
+                    embeddable
+                        .entry(owner.to_string())
+                        .or_default()
+                        .push(name.to_string());
+                }
+            }
+        }
+
+        // The texts of each key.
+        let rows = batch.rows_by_key(target.input());
+        let mut wanted: Vec<(Key, &Row, String, String)> = Vec::new();
+        for key in &batch.keys {
+            let Some(row) = rows.get(key).and_then(|r| r.first()) else {
+                continue;
+            };
+            let Some(ty) = row.text(target.type_column()) else {
+                continue;
+            };
+            let Some(Value::Json(J::Object(attributes))) = row.get("attributes") else {
+                continue;
+            };
+            for name in embeddable.get(ty).into_iter().flatten() {
+                if let Some(J::String(text)) = attributes.get(name) {
+                    if !text.trim().is_empty() && !is_uuid(text.trim()) {
+                        wanted.push((key.clone(), *row, name.clone(), text.clone()));
+                    }
+                }
+            }
+        }
+
+        // Distinct texts: cache first, the model for the rest.
+        let mut distinct: Vec<&str> = wanted.iter().map(|w| w.3.as_str()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let hashes: Vec<_> = distinct.iter().map(|t| text_hash(t)).collect();
+        let id = ready.embedder.id().clone();
+        let mut vectors = ready
+            .cache
+            .get_many(&id, &hashes)
+            .await
+            .map_err(|e| StepError::transient(e.to_string()))?;
+        ctx.counters
+            .add("embedding_cache_hits", vectors.len() as u64);
+        let misses: Vec<String> = distinct
+            .iter()
+            .zip(&hashes)
+            .filter(|(_, h)| !vectors.contains_key(*h))
+            .map(|(t, _)| t.to_string())
+            .collect();
+        let mut refused: HashMap<String, String> = HashMap::new();
+        if !misses.is_empty() {
+            let stats = SendStats::default();
+            let results = embed_all(ready.embedder.as_ref(), &misses, &self.limits, &stats).await;
+            ctx.counters
+                .add("embedding_requests", stats.requests.load(Ordering::Relaxed));
+            ctx.counters
+                .add("texts_embedded", stats.texts.load(Ordering::Relaxed));
+            let results = results.map_err(embed_error)?;
+            let mut fresh = Vec::new();
+            for (text, r) in misses.iter().zip(results) {
+                match r {
+                    Ok(v) => fresh.push((text_hash(text), v)),
+                    Err(why) => {
+                        refused.insert(text.clone(), why);
+                    }
+                }
+            }
+            // Paid for: keep it, whatever happens to the rest of the batch.
+            ready
+                .cache
+                .put_many(&id, &fresh)
+                .await
+                .map_err(|e| StepError::transient(e.to_string()))?;
+            vectors.extend(fresh);
+        }
+
+        let mut out = BatchOutput::default();
+        let mut failed: HashSet<Key> = HashSet::new();
+        for (key, row, name, text) in &wanted {
+            if let Some(why) = refused.get(text) {
+                if failed.insert(key.clone()) {
+                    out.failed.push((
+                        key.clone(),
+                        StepError::new(
+                            ErrorClass::Data,
+                            format!("the model refused the text of attribute `{name}`: {why}"),
+                        ),
+                    ));
+                }
+                continue;
+            }
+            let Some(vector) = vectors.get(&text_hash(text)) else {
+                continue;
+            };
+            let mut r = Row::new();
+            for c in target.carried() {
+                r.set(*c, row.get(c).cloned().unwrap_or(Value::Null));
+            }
+            r.set("attribute_name", name.as_str());
+            r.set("attribute_value", text.as_str());
+            r.set("embedding", Value::Vector(vector.clone()));
+            out.push(target.output(), key, r);
+        }
+        out.rows.retain(|r| !failed.contains(&r.producer));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_uuid;
+
+    #[test]
+    fn uuids_are_not_texts() {
+        assert!(is_uuid("123e4567-e89b-12d3-a456-426614174000"));
+        assert!(!is_uuid("river otters"));
+        assert!(!is_uuid("123e4567-e89b-12d3-a456-42661417400g"));
+    }
+}

@@ -1,0 +1,365 @@
+//! Embeddings end to end: the repository's `pipelines.toml` run by the built `etl` binary on the
+//! demo docs (a Grist emulator), with a fake OpenAI-compatible server that counts every request
+//! and text, into real Postgres + pgvector. Test databases have `vector(8)` columns.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use grist_emulator::{Emulator, RunningEmulator};
+use serde_json::json;
+
+use etl_testkit::fake_openai::{fake_vector, FakeOpenAi};
+use etl_testkit::postgres::{TestDb, TEST_EMBEDDINGS_DIM};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+struct Setup {
+    grist: RunningEmulator,
+    model: FakeOpenAi,
+    db: TestDb,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        let dir = root().join("fixtures/grist");
+        let grist = Emulator::from_dirs(&[
+            dir.join("demo-data-model"),
+            dir.join("demo-data"),
+            dir.join("demo-test-set"),
+        ])
+        .unwrap()
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+        Setup {
+            grist,
+            model: FakeOpenAi::start(0).await,
+            db: TestDb::new().await,
+        }
+    }
+
+    async fn etl(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl"));
+        cmd.current_dir(root())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("DB_CONN_URI", &self.db.url)
+            .env("GRIST_SERVER_URL", self.grist.url())
+            .env("GRIST_DATA_MODEL_DOC_ID", "demo-data-model")
+            .env("GRIST_DATA_DOC_ID", "demo-data")
+            .env("GRIST_TEST_SET_DOC_ID", "demo-test-set")
+            .env("EMBEDDINGS_PROVIDER", "openai")
+            .env("OPENAI_BASE_URL", self.model.base_url())
+            .env("OPENAI_API_KEY", "sk-test-secret-123")
+            .env("EMBEDDINGS_MODEL", "fake-model")
+            .env("EMBEDDINGS_DIM", TEST_EMBEDDINGS_DIM.to_string())
+            .env_remove("EMBEDDINGS_MODEL_DIR");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().await.unwrap();
+        let run = Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        };
+        assert!(
+            !run.stdout.contains("sk-test-secret-123")
+                && !run.stderr.contains("sk-test-secret-123"),
+            "the key leaked: {run}"
+        );
+        run
+    }
+
+    async fn run(&self) -> Run {
+        let r = self.etl(&["run"], &[]).await;
+        assert_eq!(r.code, Some(0), "{r}");
+        r
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.db.scalar(sql).await
+    }
+}
+
+/// Embeddable texts of the demo: person_name (16), bio (15: one is empty), interest_name (14),
+/// city_name (4).
+const DEMO_TEXTS: i64 = 16 + 15 + 14 + 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_embeddable_attribute_is_embedded_once_and_searchable() {
+    let s = Setup::new().await;
+    s.run().await;
+    assert_eq!(
+        s.count("SELECT count(*) FROM rag_anchor_embeddings").await,
+        DEMO_TEXTS
+    );
+    assert_eq!(
+        s.count(&format!("SELECT count(*) FROM rag_anchor_embeddings WHERE vector_dims(embedding) = {TEST_EMBEDDINGS_DIM}")).await,
+        DEMO_TEXTS
+    );
+    // No id, no number, no empty text: only the listed embeddable strings.
+    assert_eq!(
+        s.count("SELECT count(DISTINCT attribute_name) FROM rag_anchor_embeddings")
+            .await,
+        4
+    );
+    assert_eq!(s.count("SELECT count(*) FROM rag_edge_embeddings").await, 0);
+    assert_eq!(
+        s.model.texts().len() as i64,
+        DEMO_TEXTS,
+        "each text sent once"
+    );
+
+    // A cosine search finds the row of the text it was given.
+    let query = pgvector_literal(&fake_vector("river otters", TEST_EMBEDDINGS_DIM as usize));
+    let mut c = s.db.connect().await;
+    let (node, value): (String, String) = sqlx::query_as(
+        "SELECT node_id, attribute_value FROM rag_anchor_embeddings ORDER BY embedding <=> $1::vector LIMIT 1",
+    )
+    .bind(&query)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(
+        (node.as_str(), value.as_str()),
+        ("interest:1", "river otters")
+    );
+
+    // A second run makes zero model calls.
+    s.model.reset_counts();
+    s.run().await;
+    assert_eq!(s.model.requests(), 0);
+}
+
+fn pgvector_literal(v: &[f32]) -> String {
+    format!(
+        "[{}]",
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_one_person_sends_exactly_one_text() {
+    let s = Setup::new().await;
+    s.run().await;
+    s.model.reset_counts();
+    s.grist
+        .docs()
+        .update_record(
+            "demo-data",
+            "Anchor_person",
+            5,
+            json!({"person_name": "Elin N."}),
+        )
+        .unwrap();
+    s.run().await;
+    assert_eq!(s.model.requests(), 1);
+    assert_eq!(s.model.texts(), vec!["Elin N.".to_string()]);
+    assert_eq!(
+        s.count("SELECT count(*) FROM rag_anchor_embeddings WHERE node_id = 'person:5' AND attribute_value = 'Elin N.'").await,
+        1
+    );
+
+    // Editing a non-embeddable attribute calls the model for nothing.
+    s.model.reset_counts();
+    s.grist
+        .docs()
+        .update_record("demo-data", "Anchor_person", 5, json!({"age": 56}))
+        .unwrap();
+    let r = s.run().await;
+    assert_eq!(s.model.requests(), 0, "{r}");
+    assert!(
+        r.stdout.contains("rag_anchor_embeddings        +0 ~0 -0"),
+        "{r}"
+    );
+
+    // A deleted node deletes its rows.
+    s.grist
+        .docs()
+        .delete_record("demo-data", "Anchor_person", 5)
+        .unwrap();
+    s.run().await;
+    assert_eq!(
+        s.count("SELECT count(*) FROM rag_anchor_embeddings WHERE node_id = 'person:5'")
+            .await,
+        0
+    );
+    assert_eq!(s.model.requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_embeddable_on_sends_only_those_texts_and_equal_texts_cost_one() {
+    let s = Setup::new().await;
+    s.run().await;
+    // A new attribute, not embeddable: the nodes change, the model is not called.
+    let id = s
+        .grist
+        .docs()
+        .add_record(
+            "demo-data-model",
+            "Anchor_attributes",
+            json!({"attribute_name": "notes", "anchor": 1, "embeddable": false}),
+        )
+        .unwrap();
+    s.model.reset_counts();
+    s.run().await;
+    assert_eq!(s.model.requests(), 0);
+    // Switched on: only those texts are sent; all 16 persons share one note, sent once.
+    s.grist
+        .docs()
+        .update_record(
+            "demo-data-model",
+            "Anchor_attributes",
+            id,
+            json!({"embeddable": true}),
+        )
+        .unwrap();
+    s.run().await;
+    assert_eq!(
+        s.model.texts(),
+        vec!["internal note, not an attribute".to_string()]
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM rag_anchor_embeddings WHERE attribute_name = 'notes'")
+            .await,
+        16
+    );
+    // Switched off again: its rows go, nothing is sent.
+    s.model.reset_counts();
+    s.grist
+        .docs()
+        .update_record(
+            "demo-data-model",
+            "Anchor_attributes",
+            id,
+            json!({"embeddable": false}),
+        )
+        .unwrap();
+    s.run().await;
+    assert_eq!(
+        s.count("SELECT count(*) FROM rag_anchor_embeddings WHERE attribute_name = 'notes'")
+            .await,
+        0
+    );
+    assert_eq!(s.model.requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_and_a_500_are_ridden_out() {
+    let s = Setup::new().await;
+    s.model.fail_next(3, 429, Some(1));
+    s.model.fail_next(1, 500, None);
+    let started = std::time::Instant::now();
+    s.run().await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "Retry-After was honoured"
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM rag_anchor_embeddings").await,
+        DEMO_TEXTS
+    );
+    assert_eq!(s.model.requests(), 5, "4 refused, 1 answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_text_fails_only_its_key_and_is_retried_next_run() {
+    let s = Setup::new().await;
+    s.model.poison("Dev Raman");
+    let r = s.etl(&["run"], &[]).await;
+    assert_eq!(r.code, Some(1), "keys failed: {r}");
+    assert_eq!(
+        s.count("SELECT count(*) FROM rag_anchor_embeddings").await,
+        DEMO_TEXTS - 2,
+        "person:4's two texts"
+    );
+    let status = s.etl(&["status", "--step", "embeddings"], &[]).await;
+    assert_eq!(status.code, Some(1), "{status}");
+    assert!(
+        status
+            .stdout
+            .contains(r#"key ["person:4","person"] failed (1 attempt)"#),
+        "{status}"
+    );
+    assert!(
+        status
+            .stdout
+            .contains("the model refused the text of attribute `person_name`"),
+        "{status}"
+    );
+
+    s.model.cure();
+    s.model.reset_counts();
+    s.run().await;
+    // Only the refused text is sent: the other text of the key was cached when it was paid for.
+    assert_eq!(s.model.texts(), vec!["Dev Raman".to_string()]);
+    assert_eq!(
+        s.count("SELECT count(*) FROM rag_anchor_embeddings").await,
+        DEMO_TEXTS
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dimension_that_differs_from_the_table_is_refused_before_any_call() {
+    let s = Setup::new().await;
+    let r = s.etl(&["run"], &[("EMBEDDINGS_DIM", "16")]).await;
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(
+        r.stdout
+            .contains("gives 16 dimensions but rag_anchor_embeddings.embedding is vector(8)"),
+        "{r}"
+    );
+    assert!(r.stdout.contains("set EMBEDDINGS_DIM"), "{r}");
+    assert_eq!(s.model.requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_embeddings_runs_nodes_and_edges_and_a_new_model_re_embeds_everything() {
+    let s = Setup::new().await;
+    s.run().await;
+    let r = s.etl(&["run", "--step", "embeddings"], &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    let steps: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.starts_with("total"))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(steps, vec!["embed_edges", "embed_nodes"], "{r}");
+
+    // Another model: every text again (the cache is per model), every row rewritten.
+    s.model.reset_counts();
+    let r = s
+        .etl(
+            &["run", "--step", "embeddings"],
+            &[("EMBEDDINGS_MODEL", "fake-model-2")],
+        )
+        .await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(s.model.texts().len() as i64, DEMO_TEXTS);
+}
