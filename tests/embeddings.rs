@@ -2,106 +2,16 @@
 //! demo docs (a Grist emulator), with a fake OpenAI-compatible server that counts every request
 //! and text, into real Postgres + pgvector. Test databases have `vector(8)` columns.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use grist_emulator::{Emulator, RunningEmulator};
 use serde_json::json;
 
-use etl_testkit::fake_openai::{fake_vector, FakeOpenAi};
-use etl_testkit::postgres::{TestDb, TEST_EMBEDDINGS_DIM};
+use etl_testkit::fake_openai::fake_vector;
+use etl_testkit::postgres::TEST_EMBEDDINGS_DIM;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod support;
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-struct Setup {
-    grist: RunningEmulator,
-    model: FakeOpenAi,
-    db: TestDb,
-}
-
-impl Setup {
-    async fn new() -> Setup {
-        let dir = root().join("fixtures/grist");
-        let grist = Emulator::from_dirs(&[
-            dir.join("demo-data-model"),
-            dir.join("demo-data"),
-            dir.join("demo-test-set"),
-        ])
-        .unwrap()
-        .serve("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-        Setup {
-            grist,
-            model: FakeOpenAi::start(0).await,
-            db: TestDb::new().await,
-        }
-    }
-
-    async fn etl(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl"));
-        cmd.current_dir(root())
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .env("DB_CONN_URI", &self.db.url)
-            .env("GRIST_SERVER_URL", self.grist.url())
-            .env("GRIST_DATA_MODEL_DOC_ID", "demo-data-model")
-            .env("GRIST_DATA_DOC_ID", "demo-data")
-            .env("GRIST_TEST_SET_DOC_ID", "demo-test-set")
-            .env("EMBEDDINGS_PROVIDER", "openai")
-            .env("OPENAI_BASE_URL", self.model.base_url())
-            .env("OPENAI_API_KEY", "sk-test-secret-123")
-            .env("EMBEDDINGS_MODEL", "fake-model")
-            .env("EMBEDDINGS_DIM", TEST_EMBEDDINGS_DIM.to_string())
-            .env_remove("EMBEDDINGS_MODEL_DIR");
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let o = cmd.output().await.unwrap();
-        let run = Run {
-            code: o.status.code(),
-            stdout: String::from_utf8_lossy(&o.stdout).into(),
-            stderr: String::from_utf8_lossy(&o.stderr).into(),
-        };
-        assert!(
-            !run.stdout.contains("sk-test-secret-123")
-                && !run.stderr.contains("sk-test-secret-123"),
-            "the key leaked: {run}"
-        );
-        run
-    }
-
-    async fn run(&self) -> Run {
-        let r = self.etl(&["run"], &[]).await;
-        assert_eq!(r.code, Some(0), "{r}");
-        r
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        self.db.scalar(sql).await
-    }
-}
+use support::Setup;
 
 /// Embeddable texts of the demo: person_name (16), bio (15: one is empty), interest_name (14),
 /// city_name (4).
@@ -109,7 +19,7 @@ const DEMO_TEXTS: i64 = 16 + 15 + 14 + 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_embeddable_attribute_is_embedded_once_and_searchable() {
-    let s = Setup::new().await;
+    let s = Setup::demo().await;
     s.run().await;
     assert_eq!(
         s.count("SELECT count(*) FROM rag_anchor_embeddings").await,
@@ -165,7 +75,7 @@ fn pgvector_literal(v: &[f32]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renaming_one_person_sends_exactly_one_text() {
-    let s = Setup::new().await;
+    let s = Setup::demo().await;
     s.run().await;
     s.model.reset_counts();
     s.grist
@@ -214,7 +124,7 @@ async fn renaming_one_person_sends_exactly_one_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turning_embeddable_on_sends_only_those_texts_and_equal_texts_cost_one() {
-    let s = Setup::new().await;
+    let s = Setup::demo().await;
     s.run().await;
     // A new attribute, not embeddable: the nodes change, the model is not called.
     let id = s
@@ -271,7 +181,7 @@ async fn turning_embeddable_on_sends_only_those_texts_and_equal_texts_cost_one()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_and_a_500_are_ridden_out() {
-    let s = Setup::new().await;
+    let s = Setup::demo().await;
     s.model.fail_next(3, 429, Some(1));
     s.model.fail_next(1, 500, None);
     let started = std::time::Instant::now();
@@ -289,7 +199,7 @@ async fn a_429_storm_and_a_500_are_ridden_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poisoned_text_fails_only_its_key_and_is_retried_next_run() {
-    let s = Setup::new().await;
+    let s = Setup::demo().await;
     s.model.poison("Dev Raman");
     let r = s.etl(&["run"], &[]).await;
     assert_eq!(r.code, Some(1), "keys failed: {r}");
@@ -326,7 +236,7 @@ async fn a_poisoned_text_fails_only_its_key_and_is_retried_next_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dimension_that_differs_from_the_table_is_refused_before_any_call() {
-    let s = Setup::new().await;
+    let s = Setup::demo().await;
     let r = s.etl(&["run"], &[("EMBEDDINGS_DIM", "16")]).await;
     assert_eq!(r.code, Some(2), "{r}");
     assert!(
@@ -340,7 +250,7 @@ async fn a_dimension_that_differs_from_the_table_is_refused_before_any_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_embeddings_runs_nodes_and_edges_and_a_new_model_re_embeds_everything() {
-    let s = Setup::new().await;
+    let s = Setup::demo().await;
     s.run().await;
     let r = s.etl(&["run", "--step", "embeddings"], &[]).await;
     assert_eq!(r.code, Some(0), "{r}");

@@ -1,20 +1,15 @@
 //! The knowledge-graph pipeline end to end: the repository's `pipelines.toml`, the built `etl`
 //! binary, a Grist emulator in the test, and real Postgres. Every test asserts rows.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use grist_emulator::{Column, Doc, Docs, Emulator, Record, RunningEmulator, Table};
+use grist_emulator::{Column, Doc, Emulator, Record, Table};
 use serde_json::{json, Value};
 
-use etl_testkit::postgres::TestDb;
+mod support;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use support::{demo_docs, root, Setup};
 
 fn recorded() -> PathBuf {
     let dir = std::env::var("ETL_GRIST_RECORDED")
@@ -26,112 +21,6 @@ fn recorded() -> PathBuf {
         dir.display()
     );
     dir
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// A Grist emulator serving some docs, a migrated database, and the env to run `etl` with.
-struct Setup {
-    grist: RunningEmulator,
-    db: TestDb,
-    env: Vec<(String, String)>,
-}
-
-impl Setup {
-    async fn new(grist: Emulator, docs: [&str; 3]) -> Setup {
-        let grist = grist.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let db = TestDb::new().await;
-        let env = vec![
-            ("DB_CONN_URI".into(), db.url.clone()),
-            ("GRIST_SERVER_URL".into(), grist.url()),
-            ("GRIST_DATA_MODEL_DOC_ID".into(), docs[0].into()),
-            ("GRIST_DATA_DOC_ID".into(), docs[1].into()),
-            ("GRIST_TEST_SET_DOC_ID".into(), docs[2].into()),
-        ];
-        Setup { grist, db, env }
-    }
-
-    async fn demo() -> Setup {
-        let dir = root().join("fixtures/grist");
-        let grist = Emulator::from_dirs(&[
-            dir.join("demo-data-model"),
-            dir.join("demo-data"),
-            dir.join("demo-test-set"),
-        ])
-        .unwrap();
-        Setup::new(grist, ["demo-data-model", "demo-data", "demo-test-set"]).await
-    }
-
-    fn docs(&self) -> &Docs {
-        self.grist.docs()
-    }
-
-    async fn etl(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl"));
-        cmd.current_dir(root()).args(args).env("RUST_LOG", "warn");
-        for k in [
-            "GRIST_API_KEY",
-            "GRIST_TEST_SET_TABLE",
-            "GRIST_TIMEOUT_SECS",
-        ] {
-            cmd.env_remove(k);
-        }
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let o = cmd.output().await.unwrap();
-        Run {
-            code: o.status.code(),
-            stdout: String::from_utf8_lossy(&o.stdout).into(),
-            stderr: String::from_utf8_lossy(&o.stderr).into(),
-        }
-    }
-
-    async fn run(&self) -> Run {
-        let r = self.etl(&["run"], &[]).await;
-        assert_eq!(r.code, Some(0), "{r}");
-        r
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        self.db.scalar(sql).await
-    }
-
-    async fn seq(&self) -> i64 {
-        self.count("SELECT last_value FROM etl.change_seq").await
-    }
-
-    /// Rows written to `table` by the last run, from the run's summary: (+inserted, ~updated, -deleted).
-    fn written(run: &Run, table: &str) -> (u64, u64, u64) {
-        let line = run
-            .stdout
-            .lines()
-            .find(|l| l.starts_with("    ") && l.split_whitespace().next() == Some(table))
-            .unwrap_or_else(|| panic!("no line for {table} in\n{run}"));
-        let n = |prefix: char| -> u64 {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(prefix).and_then(|v| v.parse().ok()))
-                .unwrap()
-        };
-        (n('+'), n('~'), n('-'))
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,8 +507,8 @@ async fn edits_in_grist_change_exactly_the_rows_they_should() {
         )
         .unwrap();
     let r = s.run().await;
-    assert_eq!(Setup::written(&r, "grist_nodes"), (0, 1, 0), "{r}");
-    assert_eq!(Setup::written(&r, "nodes"), (0, 1, 0), "{r}");
+    assert_eq!(r.written("grist_nodes"), (0, 1, 0), "{r}");
+    assert_eq!(r.written("nodes"), (0, 1, 0), "{r}");
     assert_eq!(
         s.count("SELECT count(*) FROM nodes WHERE attributes->>'person_name' = 'Chloe V.'")
             .await,
@@ -662,7 +551,7 @@ async fn edits_in_grist_change_exactly_the_rows_they_should() {
             .unwrap();
     }
     let r = s.run().await;
-    assert_eq!(Setup::written(&r, "nodes"), (0, 14, 0), "{r}");
+    assert_eq!(r.written("nodes"), (0, 14, 0), "{r}");
     assert_eq!(
         s.count("SELECT max(seq) FROM etl.meta__nodes WHERE node_type = 'person'")
             .await,
@@ -676,7 +565,7 @@ async fn edits_in_grist_change_exactly_the_rows_they_should() {
         .delete_record("demo-data", "Anchor_person", 16)
         .unwrap();
     let r = s.run().await;
-    assert_eq!(Setup::written(&r, "nodes"), (0, 0, 1), "{r}");
+    assert_eq!(r.written("nodes"), (0, 0, 1), "{r}");
     assert_eq!(
         s.count("SELECT count(*) FROM nodes WHERE node_id = 'person:16'")
             .await,
@@ -698,8 +587,8 @@ async fn edits_in_grist_change_exactly_the_rows_they_should() {
         )
         .unwrap();
     let r = s.run().await;
-    assert_eq!(Setup::written(&r, "nodes"), (1, 0, 0), "{r}");
-    assert_eq!(Setup::written(&r, "edges"), (1, 0, 0), "{r}");
+    assert_eq!(r.written("nodes"), (1, 0, 0), "{r}");
+    assert_eq!(r.written("edges"), (1, 0, 0), "{r}");
     assert_eq!(s.count("SELECT count(*) FROM nodes").await, nodes);
 }
 
@@ -778,14 +667,7 @@ async fn brief_sqlite_busy_and_server_errors_are_ridden_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_doc_or_table_tell_the_user_what_to_check() {
-    let dir = root().join("fixtures/grist");
-    let grist = Emulator::from_dirs(&[
-        dir.join("demo-data-model"),
-        dir.join("demo-data"),
-        dir.join("demo-test-set"),
-    ])
-    .unwrap()
-    .with_api_key(Some("right-key"));
+    let grist = demo_docs().with_api_key(Some("right-key"));
     let s = Setup::new(grist, ["demo-data-model", "demo-data", "demo-test-set"]).await;
 
     let r = s
@@ -874,18 +756,8 @@ async fn seeded_docs_give_the_same_graph_as_the_folders() {
             .to_string()
     };
     let docs = grist.docs().clone();
-    let s = Setup {
-        env: vec![
-            ("GRIST_SERVER_URL".into(), grist.url()),
-            ("GRIST_DATA_MODEL_DOC_ID".into(), id("demo-data-model")),
-            ("GRIST_DATA_DOC_ID".into(), id("demo-data")),
-            ("GRIST_TEST_SET_DOC_ID".into(), id("demo-test-set")),
-        ],
-        db: TestDb::new().await,
-        grist,
-    };
-    let mut s = s;
-    s.env.push(("DB_CONN_URI".into(), s.db.url.clone()));
+    let ids = [id("demo-data-model"), id("demo-data"), id("demo-test-set")];
+    let s = Setup::with_running(grist, [&ids[0], &ids[1], &ids[2]]).await;
     s.run().await;
     assert_eq!(docs.doc_ids().len(), 3);
     assert_eq!(s.count("SELECT count(*) FROM nodes").await, 34);

@@ -62,6 +62,13 @@ enum Command {
     },
     /// Validate the configuration and reach every service it names.
     Check,
+    /// Semantic search over the node embeddings, with the embedding step's model.
+    Search {
+        /// The text to search for, e.g. "who likes otters?".
+        text: String,
+        #[arg(long, default_value_t = 5)]
+        limit: u32,
+    },
     /// Grist tooling around the doc folder format.
     #[command(subcommand)]
     Grist(GristCommand),
@@ -173,6 +180,9 @@ fn main() -> ExitCode {
                 commands::admin::migrate(&cli.config, embeddings_dim).await
             }
             Command::Check => commands::admin::check(&cli.config).await,
+            Command::Search { text, limit } => {
+                commands::search::search(&cli.config, &text, limit).await
+            }
             Command::Grist(GristCommand::Serve {
                 dirs,
                 port,

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod grist;
 pub mod run;
+pub mod search;
 pub mod status;
 
 use std::path::Path;

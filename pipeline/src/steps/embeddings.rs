@@ -239,6 +239,20 @@ fn load_local(_dir: &std::path::Path) -> Result<Arc<dyn Embedder>, StepError> {
     ))
 }
 
+impl EmbedStep {
+    /// Embeds a search query with the step's model (`etl search`); the vector is not cached.
+    pub async fn embed_query(&self, text: &str) -> Result<Vec<f32>, StepError> {
+        let ready = self.ready().await?;
+        let mut v = ready
+            .embedder
+            .embed(&[text.to_string()])
+            .await
+            .map_err(embed_error)?;
+        v.pop()
+            .ok_or_else(|| StepError::fatal("the model returned no vector"))
+    }
+}
+
 fn embed_error(e: EmbedError) -> StepError {
     match e {
         EmbedError::Transient {

@@ -1,0 +1,166 @@
+//! What the end-to-end tests share: a Grist emulator serving some docs, a fake OpenAI-compatible
+//! embedding server, a fresh migrated database (`vector(8)` columns), and the built `etl` binary
+//! run against them with the repository's `pipelines.toml`.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::path::{Path, PathBuf};
+
+use grist_emulator::{Docs, Emulator, RunningEmulator};
+
+use etl_testkit::fake_openai::FakeOpenAi;
+use etl_testkit::postgres::{TestDb, TEST_EMBEDDINGS_DIM};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The project's demo docs, as an emulator.
+pub fn demo_docs() -> Emulator {
+    let dir = root().join("fixtures/grist");
+    Emulator::from_dirs(&[
+        dir.join("demo-data-model"),
+        dir.join("demo-data"),
+        dir.join("demo-test-set"),
+    ])
+    .unwrap()
+}
+
+/// An `etl` process's outcome.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    /// Rows written to `table` by the run, from its summary: (+inserted, ~updated, -deleted).
+    pub fn written(&self, table: &str) -> (u64, u64, u64) {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("    ") && l.split_whitespace().next() == Some(table))
+            .unwrap_or_else(|| panic!("no line for {table} in\n{self}"));
+        let n = |prefix: char| -> u64 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(prefix).and_then(|v| v.parse().ok()))
+                .unwrap()
+        };
+        (n('+'), n('~'), n('-'))
+    }
+}
+
+/// The API key the tests give the fake model server: it must never appear in any output.
+pub const MODEL_KEY: &str = "sk-test-secret-123";
+
+pub struct Setup {
+    pub grist: RunningEmulator,
+    pub model: FakeOpenAi,
+    pub db: TestDb,
+    pub env: Vec<(String, String)>,
+}
+
+impl Setup {
+    /// Serves `grist` and runs the pipeline on the docs `[data model, data, test set]`.
+    pub async fn new(grist: Emulator, docs: [&str; 3]) -> Setup {
+        let grist = grist.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        Setup::with_running(grist, docs).await
+    }
+
+    pub async fn with_running(grist: RunningEmulator, docs: [&str; 3]) -> Setup {
+        let model = FakeOpenAi::start(0).await;
+        let db = TestDb::new().await;
+        let env = [
+            ("DB_CONN_URI", db.url.clone()),
+            ("GRIST_SERVER_URL", grist.url()),
+            ("GRIST_DATA_MODEL_DOC_ID", docs[0].to_string()),
+            ("GRIST_DATA_DOC_ID", docs[1].to_string()),
+            ("GRIST_TEST_SET_DOC_ID", docs[2].to_string()),
+            ("EMBEDDINGS_PROVIDER", "openai".to_string()),
+            ("OPENAI_BASE_URL", model.base_url()),
+            ("OPENAI_API_KEY", MODEL_KEY.to_string()),
+            ("EMBEDDINGS_MODEL", "fake-model".to_string()),
+            ("EMBEDDINGS_DIM", TEST_EMBEDDINGS_DIM.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Setup {
+            grist,
+            model,
+            db,
+            env,
+        }
+    }
+
+    pub async fn demo() -> Setup {
+        Setup::new(
+            demo_docs(),
+            ["demo-data-model", "demo-data", "demo-test-set"],
+        )
+        .await
+    }
+
+    pub fn docs(&self) -> &Docs {
+        self.grist.docs()
+    }
+
+    pub async fn etl(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl"));
+        cmd.current_dir(root()).args(args).env("RUST_LOG", "warn");
+        for k in [
+            "GRIST_API_KEY",
+            "GRIST_TEST_SET_TABLE",
+            "GRIST_TIMEOUT_SECS",
+            "EMBEDDINGS_MODEL_DIR",
+        ] {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().await.unwrap();
+        let run = Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        };
+        assert!(
+            !run.stdout.contains(MODEL_KEY) && !run.stderr.contains(MODEL_KEY),
+            "the model's key leaked: {run}"
+        );
+        run
+    }
+
+    /// `etl run`, which must succeed.
+    pub async fn run(&self) -> Run {
+        let r = self.etl(&["run"], &[]).await;
+        assert_eq!(r.code, Some(0), "{r}");
+        r
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db.scalar(sql).await
+    }
+
+    /// The engine's change counter: unchanged when a run wrote nothing.
+    pub async fn seq(&self) -> i64 {
+        self.count("SELECT last_value FROM etl.change_seq").await
+    }
+}
