@@ -10,6 +10,10 @@
 //! | `kg.normalize_edges` | transform | `grist_edges` into `edges` |
 //! | `kg.embed_nodes` | transform | embeddable node attributes into `rag_anchor_embeddings` |
 //! | `kg.embed_edges` | transform | embeddable edge attributes into `rag_edge_embeddings` |
+//! | `kg.graph_anchor_indexes` | transform | graph indexes per anchor, recorded in `memgraph_anchor_indexes` |
+//! | `kg.graph_link_indexes` | transform | graph indexes per link, recorded in `memgraph_link_indexes` |
+//! | `kg.graph_nodes` | sink | `nodes` into the graph |
+//! | `kg.graph_edges` | sink | `edges` into the graph |
 
 use std::sync::Arc;
 
@@ -18,6 +22,7 @@ use etl_core::dag::{Built, Catalog};
 use etl_core::step::{BuiltStep, StepImpl};
 
 use crate::steps::embeddings::{EmbedStep, Target};
+use crate::steps::memgraph::{EdgeSink, GraphConnection, IndexStep, NodeSink};
 use crate::steps::{csv_files, data_model, graph, grist_connection, normalize, test_set};
 
 /// The catalog. Steps that keep state of their own in the database (the embedding cache) get its
@@ -36,6 +41,10 @@ const NAMES: &[&str] = &[
     "kg.normalize_edges",
     "kg.embed_nodes",
     "kg.embed_edges",
+    "kg.graph_anchor_indexes",
+    "kg.graph_link_indexes",
+    "kg.graph_nodes",
+    "kg.graph_edges",
 ];
 
 fn extract(x: impl etl_core::Extract + 'static, version: u32) -> Built {
@@ -131,6 +140,31 @@ impl Catalog for EtlCatalog {
                 }
                 transform(embed, 1)
             }
+            "kg.graph_anchor_indexes" | "kg.graph_link_indexes" => {
+                let anchors = step.uses == "kg.graph_anchor_indexes";
+                let index = IndexStep::from_settings(anchors, settings, self.database_url.clone());
+                let table = if anchors {
+                    "memgraph_anchor_indexes"
+                } else {
+                    "memgraph_link_indexes"
+                };
+                if !expect_outputs(step, settings, &[table.to_string()]) {
+                    return Built::Invalid;
+                }
+                transform(index, 1)
+            }
+            "kg.graph_nodes" => transform(
+                NodeSink {
+                    connection: GraphConnection::from_settings(settings, self.database_url.clone()),
+                },
+                1,
+            ),
+            "kg.graph_edges" => transform(
+                EdgeSink {
+                    connection: GraphConnection::from_settings(settings, self.database_url.clone()),
+                },
+                1,
+            ),
             _ => Built::Unknown,
         }
     }

@@ -62,6 +62,8 @@ enum Command {
     },
     /// Validate the configuration and reach every service it names.
     Check,
+    /// Compare the graph with the nodes/edges tables and report any drift (exit 1 if any).
+    Verify,
     /// Semantic search over the node embeddings, with the embedding step's model.
     Search {
         /// The text to search for, e.g. "who likes otters?".
@@ -180,6 +182,7 @@ fn main() -> ExitCode {
                 commands::admin::migrate(&cli.config, embeddings_dim).await
             }
             Command::Check => commands::admin::check(&cli.config).await,
+            Command::Verify => commands::verify::verify(&cli.config).await,
             Command::Search { text, limit } => {
                 commands::search::search(&cli.config, &text, limit).await
             }

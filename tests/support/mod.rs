@@ -1,6 +1,7 @@
 //! What the end-to-end tests share: a Grist emulator serving some docs, a fake OpenAI-compatible
-//! embedding server, a fresh migrated database (`vector(8)` columns), and the built `etl` binary
-//! run against them with the repository's `pipelines.toml`.
+//! embedding server, a fresh migrated database (`vector(8)` columns), a fresh graph database on
+//! the Bolt server, and the built `etl` binary run against them with the repository's
+//! `pipelines.toml`.
 
 #![allow(dead_code)] // each test file uses a part
 
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use grist_emulator::{Docs, Emulator, RunningEmulator};
 
 use etl_testkit::fake_openai::FakeOpenAi;
+use etl_testkit::graph::TestGraph;
 use etl_testkit::postgres::{TestDb, TEST_EMBEDDINGS_DIM};
 
 pub fn root() -> PathBuf {
@@ -70,6 +72,7 @@ pub struct Setup {
     pub grist: RunningEmulator,
     pub model: FakeOpenAi,
     pub db: TestDb,
+    pub graph: TestGraph,
     pub env: Vec<(String, String)>,
 }
 
@@ -83,7 +86,8 @@ impl Setup {
     pub async fn with_running(grist: RunningEmulator, docs: [&str; 3]) -> Setup {
         let model = FakeOpenAi::start(0).await;
         let db = TestDb::new().await;
-        let env = [
+        let graph = TestGraph::new().await;
+        let mut env: Vec<(String, String)> = [
             ("DB_CONN_URI", db.url.clone()),
             ("GRIST_SERVER_URL", grist.url()),
             ("GRIST_DATA_MODEL_DOC_ID", docs[0].to_string()),
@@ -98,10 +102,12 @@ impl Setup {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        env.extend(graph.env());
         Setup {
             grist,
             model,
             db,
+            graph,
             env,
         }
     }
@@ -162,5 +168,140 @@ impl Setup {
     /// The engine's change counter: unchanged when a run wrote nothing.
     pub async fn seq(&self) -> i64 {
         self.count("SELECT last_value FROM etl.change_seq").await
+    }
+}
+
+impl Setup {
+    /// A client on this test's graph database.
+    pub async fn graph_client(&self) -> graph::GraphClient {
+        let s = &self.graph.server;
+        graph::GraphClient::connect(&graph::GraphConfig {
+            uri: s.bolt_uri.clone(),
+            user: s.user.clone(),
+            password: s.password.clone(),
+            database: self.graph.database.clone(),
+            dialect: graph::Dialect::Neo4j,
+            connect_timeout: std::time::Duration::from_secs(10),
+            retry: etl_core::retry::RetryPolicy::quick(),
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Every node in the graph as `label id {props}`, sorted.
+    pub async fn graph_nodes(&self) -> Vec<String> {
+        let rows = self
+            .graph_client()
+            .await
+            .rows(
+                "MATCH (n) RETURN labels(n) AS labels, properties(n) AS props",
+                &["labels", "props"],
+            )
+            .await
+            .unwrap();
+        let mut out: Vec<String> = rows
+            .into_iter()
+            .map(|r| format!("{} {}", r[0], canonical(&r[1])))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every edge in the graph as `from(labels) -type-> to(labels) {props}`, sorted.
+    pub async fn graph_edges(&self) -> Vec<String> {
+        let rows = self
+            .graph_client()
+            .await
+            .rows(
+                "MATCH (a)-[r]->(b) RETURN a.id AS a, labels(a) AS la, type(r) AS t, b.id AS b, labels(b) AS lb, properties(r) AS props",
+                &["a", "la", "t", "b", "lb", "props"],
+            )
+            .await
+            .unwrap();
+        let mut out: Vec<String> = rows
+            .into_iter()
+            .map(|r| {
+                format!(
+                    "{}{} -{}-> {}{} {}",
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    canonical(&r[5])
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The `nodes` table in the shape of [`Setup::graph_nodes`].
+    pub async fn table_nodes(&self) -> Vec<String> {
+        let mut c = self.db.connect().await;
+        let rows: Vec<(String, String, serde_json::Value)> =
+            sqlx::query_as("SELECT node_id, node_type, attributes FROM nodes")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+        let mut out: Vec<String> = rows
+            .into_iter()
+            .map(|(id, ty, mut attrs)| {
+                attrs
+                    .as_object_mut()
+                    .unwrap()
+                    .insert("id".into(), serde_json::Value::String(id));
+                format!("{} {}", serde_json::json!([ty]), canonical(&attrs))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The `edges` table in the shape of [`Setup::graph_edges`].
+    pub async fn table_edges(&self) -> Vec<String> {
+        let mut c = self.db.connect().await;
+        let rows: Vec<(String, String, String, String, String, serde_json::Value)> = sqlx::query_as(
+            "SELECT from_node_id, from_node_type, edge_label, to_node_id, to_node_type, attributes FROM edges",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        let mut out: Vec<String> = rows
+            .into_iter()
+            .map(|(a, la, t, b, lb, props)| {
+                let j = |s: &str| serde_json::Value::String(s.to_string());
+                format!(
+                    "{}{} -{}-> {}{} {}",
+                    j(&a),
+                    serde_json::json!([la]),
+                    j(&t),
+                    j(&b),
+                    serde_json::json!([lb]),
+                    canonical(&props)
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// JSON with object keys sorted, for comparing.
+pub fn canonical(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => {
+            let sorted: std::collections::BTreeMap<_, _> =
+                m.iter().map(|(k, v)| (k.clone(), canonical(v))).collect();
+            format!(
+                "{{{}}}",
+                sorted
+                    .iter()
+                    .map(|(k, v)| format!("{}:{v}", serde_json::Value::String(k.clone())))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        }
+        other => other.to_string(),
     }
 }

@@ -61,6 +61,8 @@ pub struct StepDef {
     pub kind: StepKind,
     pub uses: String,
     pub group: Option<String>,
+    /// Steps that must finish first though no table links them.
+    pub after: Vec<String>,
     pub inputs: Vec<InputDef>,
     pub outputs: Vec<String>,
     /// The transform key (empty for extracts).
@@ -119,6 +121,12 @@ impl Pipeline {
             .inputs
             .iter()
             .filter_map(|inp| producers.get(inp.table.as_str()).copied())
+            .chain(
+                self.steps[i]
+                    .after
+                    .iter()
+                    .filter_map(|name| self.steps.iter().position(|s| &s.name == name)),
+            )
             .collect();
         out.sort_unstable();
         out.dedup();
@@ -480,6 +488,7 @@ pub fn compile(
             kind: s.kind,
             uses: s.uses.clone(),
             group: s.group.clone(),
+            after: s.after.clone(),
             inputs,
             outputs: s.outputs.clone(),
             key,
@@ -494,6 +503,14 @@ pub fn compile(
     }
 
     for s in config.steps.values() {
+        for (i, a) in s.after.iter().enumerate() {
+            if !config.steps.contains_key(a) {
+                errors.push(ConfigError::new(
+                    format!("steps.{}.after[{i}]", s.name),
+                    format!("no step named `{a}`"),
+                ));
+            }
+        }
         if let Some(g) = &s.group {
             if config.steps.contains_key(g) {
                 errors.push(ConfigError::new(
@@ -547,6 +564,13 @@ fn find_cycle(config: &PipelineConfig) -> Option<Vec<String>> {
         for i in &s.inputs {
             if let Some(p) = producer.get(i.table.as_str()) {
                 next.entry(p).or_default().insert(s.name.as_str());
+            }
+        }
+        for a in &s.after {
+            if let Some((name, _)) = config.steps.get_key_value(a) {
+                next.entry(name.as_str())
+                    .or_default()
+                    .insert(s.name.as_str());
             }
         }
     }
@@ -606,6 +630,11 @@ fn topological(mut steps: Vec<StepDef>) -> Vec<StepDef> {
             producer.insert(o.clone(), i);
         }
     }
+    let position: HashMap<String, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.clone(), i))
+        .collect();
     let deps: Vec<BTreeSet<usize>> = steps
         .iter()
         .enumerate()
@@ -613,6 +642,7 @@ fn topological(mut steps: Vec<StepDef>) -> Vec<StepDef> {
             s.inputs
                 .iter()
                 .filter_map(|inp| producer.get(&inp.table).copied())
+                .chain(s.after.iter().filter_map(|a| position.get(a).copied()))
                 .filter(|p| *p != i)
                 .collect()
         })

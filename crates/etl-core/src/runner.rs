@@ -319,8 +319,19 @@ impl Runner {
         ctx: &StepContext,
         report: &mut StepReport,
     ) -> Result<(), StepError> {
+        let StepImpl::Transform(transform) = &step.implementation else {
+            unreachable!("run_transform is called for transforms")
+        };
+        let drifted = transform.drifted(ctx).await?;
+        if drifted {
+            tracing::warn!(
+                "the step's outside state drifted from what it wrote: reprocessing every key"
+            );
+            ctx.counters.add("drift_repaired", 1);
+        }
+        let full = opts.full_refresh || drifted;
         let capture = retry(&opts.retry, "capture changes", || {
-            self.store.capture(step, opts.full_refresh)
+            self.store.capture(step, full)
         })
         .await?;
         tracing::info!(

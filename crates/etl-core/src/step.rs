@@ -242,6 +242,12 @@ pub trait Transform: Send + Sync {
     async fn check(&self) -> Result<(), StepError> {
         Ok(())
     }
+
+    /// Asked before each run: a sink whose outside state no longer matches what it wrote (a
+    /// graph emptied by a restart) answers true, and every key of the step is reprocessed.
+    async fn drifted(&self, _ctx: &StepContext) -> Result<bool, StepError> {
+        Ok(false)
+    }
 }
 
 /// A step's implementation, as built by the binary's catalog.

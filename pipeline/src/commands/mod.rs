@@ -5,6 +5,7 @@ pub mod grist;
 pub mod run;
 pub mod search;
 pub mod status;
+pub mod verify;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -5,5 +5,6 @@ pub mod data_model;
 pub mod embeddings;
 pub mod graph;
 pub mod grist_connection;
+pub mod memgraph;
 pub mod normalize;
 pub mod test_set;

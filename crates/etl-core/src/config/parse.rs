@@ -17,6 +17,7 @@
 //! outputs = ["nodes"]
 //! labels = { stage = "normalize" }
 //! group = "normalize"             # optional: `--step normalize` selects every step of the group
+//! after = ["other_step"]          # optional: run after these steps though no table links them
 //! [steps.normalize_nodes.settings]  # the implementation's own settings
 //! ```
 
@@ -57,6 +58,9 @@ pub struct StepConfig {
     pub uses: String,
     /// A name several steps share, so that `--step GROUP` selects them all.
     pub group: Option<String>,
+    /// Steps that must finish first although no table links them (a graph's nodes before its
+    /// edges).
+    pub after: Vec<String>,
     pub inputs: Vec<InputConfig>,
     pub outputs: Vec<String>,
     pub labels: BTreeMap<String, String>,
@@ -331,6 +335,7 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                     "kind",
                     "uses",
                     "group",
+                    "after",
                     "inputs",
                     "outputs",
                     "labels",
@@ -445,6 +450,10 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                     format!("expected a list, found {}", other.type_str()),
                 ),
             }
+            let after = s
+                .get("after")
+                .map(|v| r.string_list(&format!("{place}.after"), v))
+                .unwrap_or_default();
             let outputs = s
                 .get("outputs")
                 .map(|v| r.string_list(&format!("{place}.outputs"), v))
@@ -493,6 +502,7 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                         kind,
                         uses,
                         group,
+                        after,
                         inputs,
                         outputs,
                         labels,

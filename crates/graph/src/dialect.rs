@@ -1,0 +1,189 @@
+//! Index and constraint statements, the one place where Memgraph and Neo4j-compatible servers
+//! speak differently. Everything else is the same Cypher.
+//!
+//! * `memgraph` (default): `CREATE INDEX ON :L(id)`, `CREATE CONSTRAINT ON (n:L) ASSERT n.id IS
+//!   UNIQUE`, `CREATE EDGE INDEX ON :T`, `SHOW INDEX INFO`; text indexes with `CREATE TEXT INDEX`.
+//! * `neo4j`: named, idempotent `CREATE INDEX name IF NOT EXISTS FOR (n:L) ON (n.id)` and
+//!   `CREATE CONSTRAINT name IF NOT EXISTS FOR (n:L) REQUIRE n.id IS UNIQUE`, `SHOW INDEXES`.
+//!   Neo4j keeps a lookup index of relationship types by itself, so edge types need none.
+//!
+//! Memgraph refuses index changes inside multi-statement transactions: these run in auto-commit.
+
+use crate::cypher::quote;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Memgraph,
+    Neo4j,
+}
+
+impl Dialect {
+    pub fn parse(s: &str) -> Option<Dialect> {
+        match s {
+            "memgraph" => Some(Dialect::Memgraph),
+            "neo4j" => Some(Dialect::Neo4j),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Memgraph => "memgraph",
+            Dialect::Neo4j => "neo4j",
+        }
+    }
+
+    /// For an anchor: a uniqueness constraint and a label-property index on `id`.
+    pub fn create_anchor_indexes(self, label: &str) -> Vec<String> {
+        let l = quote(label);
+        match self {
+            Dialect::Memgraph => vec![
+                format!("CREATE CONSTRAINT ON (n:{l}) ASSERT n.id IS UNIQUE"),
+                format!("CREATE INDEX ON :{l}(id)"),
+            ],
+            Dialect::Neo4j => vec![
+                format!(
+                    "CREATE CONSTRAINT {} IF NOT EXISTS FOR (n:{l}) REQUIRE n.id IS UNIQUE",
+                    quote(&format!("etl_unique_id_{label}"))
+                ),
+                format!(
+                    "CREATE INDEX {} IF NOT EXISTS FOR (n:{l}) ON (n.id)",
+                    quote(&format!("etl_id_{label}"))
+                ),
+            ],
+        }
+    }
+
+    pub fn drop_anchor_indexes(self, label: &str) -> Vec<String> {
+        let l = quote(label);
+        match self {
+            Dialect::Memgraph => vec![
+                format!("DROP CONSTRAINT ON (n:{l}) ASSERT n.id IS UNIQUE"),
+                format!("DROP INDEX ON :{l}(id)"),
+            ],
+            Dialect::Neo4j => vec![
+                format!(
+                    "DROP CONSTRAINT {} IF EXISTS",
+                    quote(&format!("etl_unique_id_{label}"))
+                ),
+                format!("DROP INDEX {} IF EXISTS", quote(&format!("etl_id_{label}"))),
+            ],
+        }
+    }
+
+    /// For an anchor with text attributes, when text indexes are on (Memgraph only).
+    pub fn create_text_index(self, label: &str) -> Option<String> {
+        match self {
+            Dialect::Memgraph => Some(format!(
+                "CREATE TEXT INDEX {} ON :{}",
+                quote(&format!("etl_text_{label}")),
+                quote(label)
+            )),
+            Dialect::Neo4j => None,
+        }
+    }
+
+    pub fn drop_text_index(self, label: &str) -> Option<String> {
+        match self {
+            Dialect::Memgraph => Some(format!(
+                "DROP TEXT INDEX {}",
+                quote(&format!("etl_text_{label}"))
+            )),
+            Dialect::Neo4j => None,
+        }
+    }
+
+    /// For a link: an edge-type index (Memgraph; Neo4j has its own lookup index).
+    pub fn create_link_indexes(self, edge_type: &str) -> Vec<String> {
+        match self {
+            Dialect::Memgraph => vec![format!("CREATE EDGE INDEX ON :{}", quote(edge_type))],
+            Dialect::Neo4j => Vec::new(),
+        }
+    }
+
+    pub fn drop_link_indexes(self, edge_type: &str) -> Vec<String> {
+        match self {
+            Dialect::Memgraph => vec![format!("DROP EDGE INDEX ON :{}", quote(edge_type))],
+            Dialect::Neo4j => Vec::new(),
+        }
+    }
+
+    pub fn show_indexes(self) -> &'static str {
+        match self {
+            Dialect::Memgraph => "SHOW INDEX INFO",
+            Dialect::Neo4j => "SHOW INDEXES",
+        }
+    }
+
+    /// Whether an error from a create/drop statement only says it was already done.
+    pub fn is_already_done(self, message: &str) -> bool {
+        let m = message.to_ascii_lowercase();
+        m.contains("already exists")
+            || m.contains("equivalent")
+            || m.contains("doesn't exist")
+            || m.contains("does not exist")
+            || m.contains("not found")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memgraph_statements() {
+        let d = Dialect::Memgraph;
+        assert_eq!(
+            d.create_anchor_indexes("person"),
+            vec![
+                "CREATE CONSTRAINT ON (n:`person`) ASSERT n.id IS UNIQUE",
+                "CREATE INDEX ON :`person`(id)"
+            ]
+        );
+        assert_eq!(
+            d.drop_anchor_indexes("person"),
+            vec![
+                "DROP CONSTRAINT ON (n:`person`) ASSERT n.id IS UNIQUE",
+                "DROP INDEX ON :`person`(id)"
+            ]
+        );
+        assert_eq!(
+            d.create_link_indexes("LIKES"),
+            vec!["CREATE EDGE INDEX ON :`LIKES`"]
+        );
+        assert_eq!(
+            d.drop_link_indexes("LIKES"),
+            vec!["DROP EDGE INDEX ON :`LIKES`"]
+        );
+        assert_eq!(d.show_indexes(), "SHOW INDEX INFO");
+        assert_eq!(
+            d.create_text_index("person").as_deref(),
+            Some("CREATE TEXT INDEX `etl_text_person` ON :`person`")
+        );
+    }
+
+    #[test]
+    fn neo4j_statements() {
+        let d = Dialect::Neo4j;
+        assert_eq!(
+            d.create_anchor_indexes("person"),
+            vec![
+                "CREATE CONSTRAINT `etl_unique_id_person` IF NOT EXISTS FOR (n:`person`) REQUIRE n.id IS UNIQUE",
+                "CREATE INDEX `etl_id_person` IF NOT EXISTS FOR (n:`person`) ON (n.id)"
+            ]
+        );
+        assert_eq!(d.show_indexes(), "SHOW INDEXES");
+        assert!(d.create_link_indexes("LIKES").is_empty());
+    }
+
+    #[test]
+    fn hostile_labels_stay_inside_their_quotes() {
+        for s in Dialect::Memgraph
+            .create_anchor_indexes("x`) DETACH DELETE (m")
+            .into_iter()
+            .chain(Dialect::Neo4j.create_anchor_indexes("x`) DETACH DELETE (m"))
+        {
+            assert!(s.contains("`x``) DETACH DELETE (m`"), "{s}");
+        }
+    }
+}

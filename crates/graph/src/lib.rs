@@ -1,0 +1,16 @@
+//! `graph`: keeping a Memgraph (or Neo4j-compatible) graph equal to the `nodes`/`edges` tables.
+//!
+//! * [`cypher`]: the one identifier-quoting helper, and the statements that write nodes and edges
+//!   (values always parameters);
+//! * [`dialect`]: index and constraint statements, which differ between Memgraph and Neo4j;
+//! * [`bolt`]: JSON values as Bolt values;
+//! * [`client`]: the Bolt connection (neo4rs): a batch in one transaction, DDL in auto-commit,
+//!   errors classified for retrying.
+
+pub mod bolt;
+pub mod client;
+pub mod cypher;
+pub mod dialect;
+
+pub use client::{GraphClient, GraphConfig, GraphError};
+pub use dialect::Dialect;

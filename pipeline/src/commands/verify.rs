@@ -1,0 +1,82 @@
+//! `etl verify`: compares the graph with the `nodes`/`edges` tables, per label and per type,
+//! plus a sample of node keys, and reports the drift. Exit 0 when they agree, 1 when they don't.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use etl_core::config::{parse, Settings};
+
+use crate::exit::Exit;
+use crate::steps::memgraph::{Drift, EdgeSink, GraphConnection, NodeSink};
+
+fn print(what: &str, drift: &Drift) {
+    for (name, table, graph) in &drift.all {
+        let mark = if table == graph { "" } else { "  <- differs" };
+        println!("{what}: {name:<30} table {table:>9}  graph {graph:>9}{mark}");
+    }
+    for key in &drift.missing {
+        println!("{what}: sampled key missing from the graph: {key}");
+    }
+    if drift.is_empty() {
+        println!("{what}: the graph matches the table");
+    }
+}
+
+pub async fn verify(config: &Path) -> Exit {
+    let pipeline = match crate::load::load(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprint!("error: {e}");
+            return Exit::Config;
+        }
+    };
+    let url = crate::load::database_url(&pipeline);
+    let raw = std::fs::read_to_string(config).unwrap_or_default();
+    let (Some(parsed), _) = parse(&raw) else {
+        return Exit::Config;
+    };
+    let env = Arc::new(|name: &str| std::env::var(name).ok());
+    let mut exit = Exit::Ok;
+    let mut found = false;
+    for step in parsed.steps.values() {
+        let mut settings = Settings::new(
+            format!("steps.{}.settings", step.name),
+            step.settings.clone(),
+            env.clone(),
+        );
+        let connection = GraphConnection::from_settings(&mut settings, url.clone());
+        let drift = match step.uses.as_str() {
+            "kg.graph_nodes" => NodeSink { connection }.drift(&step.name).await,
+            "kg.graph_edges" => EdgeSink { connection }.drift(&step.name).await,
+            _ => continue,
+        };
+        found = true;
+        match drift {
+            Ok(d) => {
+                print(
+                    if step.uses == "kg.graph_nodes" {
+                        "nodes"
+                    } else {
+                        "edges"
+                    },
+                    &d,
+                );
+                if !d.is_empty() && exit == Exit::Ok {
+                    exit = Exit::KeysFailed;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: step {}: {}", step.name, e.chain());
+                exit = Exit::Service;
+            }
+        }
+    }
+    if !found {
+        eprintln!(
+            "error: {} has no graph steps (kg.graph_nodes, kg.graph_edges)",
+            config.display()
+        );
+        return Exit::Config;
+    }
+    exit
+}

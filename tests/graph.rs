@@ -1,0 +1,201 @@
+//! The graph end to end: the repository's `pipelines.toml` on the demo docs, written into a real
+//! Bolt server (ArcadeDB, Neo4j dialect, a fresh database per test), and read back.
+
+mod support;
+
+use serde_json::json;
+use support::Setup;
+
+async fn assert_graph_equals_tables(s: &Setup) {
+    assert_eq!(s.graph_nodes().await, s.table_nodes().await, "nodes differ");
+    assert_eq!(s.graph_edges().await, s.table_edges().await, "edges differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graph_holds_exactly_the_tables_and_follows_every_edit() {
+    let s = Setup::demo().await;
+    let r = s.run().await;
+    assert!(r.stdout.contains("graph_nodes_written: 34"), "{r}");
+    assert!(r.stdout.contains("graph_edges_written: 63"), "{r}");
+    assert_graph_equals_tables(&s).await;
+
+    // A second run sends no write to the graph.
+    let r = s.run().await;
+    assert!(
+        !r.stdout.contains("graph_nodes_written") && !r.stdout.contains("graph_edges_written"),
+        "{r}"
+    );
+
+    // Renaming one node writes one node.
+    s.docs()
+        .update_record(
+            "demo-data",
+            "Anchor_person",
+            2,
+            json!({"person_name": "Ben O."}),
+        )
+        .unwrap();
+    let r = s.run().await;
+    assert!(r.stdout.contains("graph_nodes_written: 1\n"), "{r}");
+    assert!(!r.stdout.contains("graph_edges_written"), "{r}");
+    assert_graph_equals_tables(&s).await;
+
+    // Deleting a link row of an undirected link removes two edges.
+    s.docs()
+        .delete_record("demo-data", "Link_person_likes_interest", 3)
+        .unwrap();
+    let r = s.run().await;
+    assert!(r.stdout.contains("graph_edges_deleted: 2"), "{r}");
+    assert_graph_equals_tables(&s).await;
+
+    // Deleting a node removes it and its edges.
+    s.docs()
+        .delete_record("demo-data", "Anchor_person", 9)
+        .unwrap();
+    let r = s.run().await;
+    assert!(r.stdout.contains("graph_nodes_deleted: 1"), "{r}");
+    assert_graph_equals_tables(&s).await;
+    assert!(!s.graph_edges().await.iter().any(|e| e.contains("person:9")));
+
+    // Removing an attribute from the data model removes the property from every node of the type.
+    let bio = s
+        .docs()
+        .records("demo-data-model", "Anchor_attributes")
+        .unwrap()
+        .into_iter()
+        .find(|r| r.fields.get("attribute_name") == Some(&json!("bio")))
+        .unwrap()
+        .id;
+    s.docs()
+        .delete_record("demo-data-model", "Anchor_attributes", bio)
+        .unwrap();
+    s.run().await;
+    assert!(!s.graph_nodes().await.iter().any(|n| n.contains("\"bio\"")));
+    assert_graph_equals_tables(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anchor_indexes_follow_the_data_model_once() {
+    let s = Setup::demo().await;
+    s.run().await;
+    assert_eq!(
+        s.count("SELECT count(*) FROM memgraph_anchor_indexes")
+            .await,
+        3
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM memgraph_link_indexes").await,
+        2
+    );
+    // The labels with an index on `id`, as the server reports them.
+    let indexes = || async {
+        s.graph_client()
+            .await
+            .rows("SHOW INDEXES", &["labelsOrTypes", "properties"])
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r[1] == json!(["id"]))
+            .filter_map(|r| r[0][0].as_str().map(str::to_string))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert!(indexes().await.contains("city"), "{:?}", indexes().await);
+
+    // Removing an anchor from the data model drops its indexes and its bookkeeping row.
+    s.docs()
+        .delete_record("demo-data-model", "Anchors", 3)
+        .unwrap();
+    let r = s.run().await;
+    assert_eq!(
+        s.count("SELECT count(*) FROM memgraph_anchor_indexes WHERE anchor = 'city'")
+            .await,
+        0,
+        "{r}"
+    );
+    assert!(!indexes().await.contains("city"), "{:?}", indexes().await);
+    assert!(!s.graph_nodes().await.iter().any(|n| n.contains("city")));
+
+    // Adding it back creates them once, however many runs follow.
+    s.docs()
+        .add_record(
+            "demo-data-model",
+            "Anchors",
+            json!({"noun": "city", "description": "back"}),
+        )
+        .unwrap();
+    s.run().await;
+    assert!(indexes().await.contains("city"));
+    assert_eq!(
+        s.count("SELECT count(*) FROM memgraph_anchor_indexes WHERE anchor = 'city'")
+            .await,
+        1
+    );
+    for _ in 0..2 {
+        let r = s.run().await;
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("graph_anchor_indexes"))
+            .unwrap()
+            .to_string();
+        assert!(line.contains("keys=0"), "{r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_edge_labels_create_exactly_what_they_say() {
+    let s = Setup::demo().await;
+    s.run().await;
+    let hostile = "x`]->() DETACH DELETE (m) //";
+    s.docs()
+        .update_record(
+            "demo-data",
+            "Link_person_likes_interest",
+            1,
+            json!({"edge_label": hostile}),
+        )
+        .unwrap();
+    s.run().await;
+    let nodes = s.graph_nodes().await;
+    assert_eq!(nodes.len(), 34, "nothing was deleted");
+    let edges = s.graph_edges().await;
+    assert_eq!(
+        edges
+            .iter()
+            .filter(|e| e.contains(&format!("-{}->", json!(hostile))))
+            .count(),
+        2,
+        "{edges:#?}"
+    );
+    assert_graph_equals_tables(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_graph_is_reported_by_verify_and_repaired_by_the_next_run() {
+    let s = Setup::demo().await;
+    s.run().await;
+    let r = s.etl(&["verify"], &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+
+    // Memgraph in IN_MEMORY_ANALYTICAL mode after a restart: empty.
+    s.graph_client()
+        .await
+        .write(
+            "emptying the graph",
+            &[("MATCH (n) DETACH DELETE n".to_string(), vec![])],
+        )
+        .await
+        .unwrap();
+    let r = s.etl(&["verify"], &[]).await;
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(
+        r.stdout.contains("nodes: person") && r.stdout.contains("table        16  graph         0"),
+        "{r}"
+    );
+
+    let r = s.run().await;
+    assert!(r.stdout.contains("drift_repaired: 1"), "{r}");
+    assert_graph_equals_tables(&s).await;
+    let r = s.etl(&["verify"], &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+}
