@@ -420,6 +420,53 @@ impl PgStore {
         Ok(())
     }
 
+    /// Keys of a bookkeeping table matching `filter`, in key order after `after`, at most `limit`
+    /// (keyset pagination: each page is an index range scan, however deep).
+    async fn page_of_keys(
+        &self,
+        table: &str,
+        key: &[String],
+        filter: &str,
+        after: Option<&Key>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Vec<Key>, StoreError> {
+        let width = key.len();
+        let cols = column_list(key, None);
+        let (cond, params) = match after {
+            Some(_) => (
+                format!(
+                    "AND ({cols}) > ({})",
+                    (1..=width)
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                width,
+            ),
+            None => (String::new(), 0),
+        };
+        let sql = format!(
+            "SELECT {cols} FROM {table} WHERE {filter} {cond} ORDER BY {cols} LIMIT ${}",
+            params + 1
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(a) = after {
+            for p in a.parts() {
+                q = q.bind(p.clone());
+            }
+        }
+        let rows = q
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db(what, e))?;
+        rows.iter()
+            .map(|r| key_of(r, width))
+            .collect::<Result<_, _>>()
+            .map_err(|e| db(what, e))
+    }
+
     async fn watermark(&self, step: &str, input: &str) -> Result<i64, StoreError> {
         let wm: Option<i64> = sqlx::query_scalar(
             "SELECT last_seq FROM etl.step_watermarks WHERE step = $1 AND input_table = $2",
@@ -521,41 +568,15 @@ impl Store for PgStore {
         after: Option<&Key>,
         limit: usize,
     ) -> Result<Vec<Key>, StoreError> {
-        let width = table.primary_key.len();
-        let cols = column_list(&table.primary_key, None);
-        let (cond, params) = match after {
-            Some(_) => (
-                format!(
-                    "AND ({cols}) > ({})",
-                    (1..=width)
-                        .map(|i| format!("${i}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                width,
-            ),
-            None => (String::new(), 0),
-        };
-        let sql = format!(
-            "SELECT {cols} FROM {} WHERE delete_ts IS NULL {cond} ORDER BY {cols} LIMIT ${}",
-            meta_table(&table.name),
-            params + 1
-        );
-        let mut q = sqlx::query(&sql);
-        if let Some(a) = after {
-            for p in a.parts() {
-                q = q.bind(p.clone());
-            }
-        }
-        let rows = q
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| db(format!("listing keys of `{}`", table.name), e))?;
-        rows.iter()
-            .map(|r| key_of(r, width))
-            .collect::<Result<_, _>>()
-            .map_err(|e| db(format!("listing keys of `{}`", table.name), e))
+        self.page_of_keys(
+            &meta_table(&table.name),
+            &table.primary_key,
+            "delete_ts IS NULL",
+            after,
+            limit,
+            &format!("listing keys of `{}`", table.name),
+        )
+        .await
     }
 
     async fn count_live(&self, table: &TableDef) -> Result<u64, StoreError> {
@@ -724,41 +745,15 @@ impl Store for PgStore {
         after: Option<&Key>,
         limit: usize,
     ) -> Result<Vec<Key>, StoreError> {
-        let width = step.key.len();
-        let cols = column_list(&step.key, None);
-        let (cond, n) = match after {
-            Some(_) => (
-                format!(
-                    "AND ({cols}) > ({})",
-                    (1..=width)
-                        .map(|i| format!("${i}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                width,
-            ),
-            None => (String::new(), 0),
-        };
-        let sql = format!(
-            "SELECT {cols} FROM {} WHERE pending {cond} ORDER BY {cols} LIMIT ${}",
-            keys_table(&step.name),
-            n + 1
-        );
-        let mut q = sqlx::query(&sql);
-        if let Some(a) = after {
-            for p in a.parts() {
-                q = q.bind(p.clone());
-            }
-        }
-        let rows = q
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| db(format!("listing pending keys of step `{}`", step.name), e))?;
-        rows.iter()
-            .map(|r| key_of(r, width))
-            .collect::<Result<_, _>>()
-            .map_err(|e| db(format!("listing pending keys of step `{}`", step.name), e))
+        self.page_of_keys(
+            &keys_table(&step.name),
+            &step.key,
+            "pending",
+            after,
+            limit,
+            &format!("listing pending keys of step `{}`", step.name),
+        )
+        .await
     }
 
     async fn read_inputs(&self, step: &StepDef, keys: &[Key]) -> Result<InputBatch, StoreError> {

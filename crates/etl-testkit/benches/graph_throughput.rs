@@ -14,8 +14,14 @@ const BATCH: usize = 10_000;
 
 #[tokio::main]
 async fn main() {
-    let nodes: usize = std::env::var("NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let edges: usize = std::env::var("EDGES").ok().and_then(|v| v.parse().ok()).unwrap_or(300_000);
+    let nodes: usize = std::env::var("NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let edges: usize = std::env::var("EDGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
     let test_graph = TestGraph::new().await;
     let s = &test_graph.server;
     let client = GraphClient::connect(&GraphConfig {
@@ -45,7 +51,10 @@ async fn main() {
                 ])
             })
             .collect();
-        let batch: Vec<Statement> = vec![(cypher::upsert_nodes("person"), vec![("rows", bolt::list(rows))])];
+        let batch: Vec<Statement> = vec![(
+            cypher::upsert_nodes("person"),
+            vec![("rows", bolt::list(rows))],
+        )];
         client.write("nodes", &batch).await.unwrap();
     }
     let node_secs = started.elapsed().as_secs_f64();
@@ -60,17 +69,30 @@ async fn main() {
                 bolt::map([
                     ("from", bolt::string(&from)),
                     ("to", bolt::string(&to)),
-                    ("props", bolt::from_json(&serde_json::json!({"since": 2000 + i % 25}))),
+                    (
+                        "props",
+                        bolt::from_json(&serde_json::json!({"since": 2000 + i % 25})),
+                    ),
                 ])
             })
             .collect();
-        let batch: Vec<Statement> = vec![(cypher::upsert_edges("person", "KNOWS", "person"), vec![("rows", bolt::list(rows))])];
+        let batch: Vec<Statement> = vec![(
+            cypher::upsert_edges("person", "KNOWS", "person"),
+            vec![("rows", bolt::list(rows))],
+        )];
         client.write("edges", &batch).await.unwrap();
     }
     let edge_secs = started.elapsed().as_secs_f64();
 
     let counts = client.node_counts().await.unwrap();
     println!("server: ArcadeDB (Bolt), {BATCH} rows a transaction");
-    println!("nodes: {nodes} in {node_secs:.1} s: {:.0} nodes/s (graph holds {:?})", nodes as f64 / node_secs, counts);
-    println!("edges: {edges} in {edge_secs:.1} s: {:.0} edges/s", edges as f64 / edge_secs);
+    println!(
+        "nodes: {nodes} in {node_secs:.1} s: {:.0} nodes/s (graph holds {:?})",
+        nodes as f64 / node_secs,
+        counts
+    );
+    println!(
+        "edges: {edges} in {edge_secs:.1} s: {:.0} edges/s",
+        edges as f64 / edge_secs
+    );
 }
