@@ -89,6 +89,16 @@ enum GristCommand {
         #[arg(long, env = "GRIST_API_KEY")]
         api_key: Option<String>,
     },
+    /// Snapshot a doc from a Grist server into a doc folder.
+    Export {
+        #[arg(long)]
+        doc: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// The Grist server (its API key comes from GRIST_API_KEY).
+        #[arg(long, env = "GRIST_SERVER_URL")]
+        server: String,
+    },
     /// Create docs in a Grist server from doc folders; prints `<folder> <doc id>` per doc.
     Seed {
         /// Doc folders (`<Table>.columns.json` + `<Table>.records.json` per table).
@@ -193,6 +203,9 @@ fn main() -> ExitCode {
             }) => {
                 commands::grist::serve(&dirs, port, api_key.as_deref().filter(|k| !k.is_empty()))
                     .await
+            }
+            Command::Grist(GristCommand::Export { doc, out, server }) => {
+                commands::grist::export(&doc, &out, &server).await
             }
             Command::Grist(GristCommand::Seed {
                 dirs,

@@ -52,7 +52,7 @@ impl std::fmt::Debug for GristClient {
 }
 
 /// Doc and table ids go into URL paths percent-encoded.
-fn path_segment(s: &str) -> String {
+pub(crate) fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -316,6 +316,31 @@ impl GristClient {
                 detail: "no workspace is visible to this key: create one, or pass --workspace"
                     .into(),
             })
+    }
+
+    /// A doc endpoint's answer as it came (`suffix` after `/api/docs/{doc}`), with retries.
+    pub async fn raw(
+        &self,
+        doc: &str,
+        table: Option<&str>,
+        suffix: &str,
+    ) -> Result<bytes::Bytes, GristError> {
+        let url = format!("{}/api/docs/{}{suffix}", self.base, path_segment(doc));
+        let what = format!("{suffix} of doc `{doc}`");
+        retry(&self.retry, &what, || async {
+            let response = self
+                .request(&url)
+                .timeout(self.timeout)
+                .send()
+                .await
+                .map_err(|e| self.transport_error(e, &what))?;
+            let response = self.check(response, doc, table, &what).await?;
+            response
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(e, &what))
+        })
+        .await
     }
 
     /// The table ids of a doc.

@@ -4,13 +4,15 @@
 //! * [`api`]: the shapes of Grist's answers (tables, columns, records);
 //! * [`csv_stream`]: a CSV download parsed as a stream of records;
 //! * [`cells`]: Grist cells (CSV text or record JSON) as typed values;
-//! * [`folder`]: the doc folder format; [`seed`]: creating a doc from one.
+//! * [`folder`]: the doc folder format; [`seed`]: creating a doc from one; [`export`]: a doc into
+//!   one.
 
 pub mod api;
 pub mod cells;
 pub mod client;
 pub mod csv_stream;
 pub mod error;
+pub mod export;
 pub mod folder;
 pub mod seed;
 

@@ -2,6 +2,7 @@
 //!
 //! * `serve DIR...`: serves doc folders over Grist's HTTP API on 127.0.0.1 until stopped, so
 //!   pipelines and CI can run with no Grist server; prints the URL and the doc ids.
+//! * `export --doc ID --out DIR`: snapshots a doc from a Grist server into a folder.
 //! * `seed DIR... --server URL`: creates each folder's doc in a Grist server, prints
 //!   `<folder> <doc id>` per doc, and with `--env-out FILE` writes the `GRIST_*_DOC_ID`
 //!   variables for folders named `*data-model`, `*data` and `*test-set`.
@@ -12,6 +13,33 @@ use grist::folder::DocFolder;
 use grist::{GristClient, GristConfig};
 
 use crate::exit::Exit;
+
+pub async fn export(doc: &str, out: &Path, server: &str) -> Exit {
+    let api_key = std::env::var("GRIST_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    let client = match GristClient::new(GristConfig::new(server, api_key)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Service;
+        }
+    };
+    match grist::export::export(&client, doc, out).await {
+        Ok(tables) => {
+            println!(
+                "exported doc {doc} ({} tables) to {}",
+                tables.len(),
+                out.display()
+            );
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Service
+        }
+    }
+}
 
 pub async fn serve(dirs: &[PathBuf], port: u16, api_key: Option<&str>) -> Exit {
     let emulator = match grist_emulator::Emulator::from_dirs(dirs) {
