@@ -199,3 +199,31 @@ async fn an_emptied_graph_is_reported_by_verify_and_repaired_by_the_next_run() {
     let r = s.etl(&["verify"], &[]).await;
     assert_eq!(r.code, Some(0), "{r}");
 }
+
+/// Regression: the sinks compared the graph with the tables before processing, and changes
+/// made upstream in the same run looked like drift, so deleting one link reloaded every edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_upstream_in_the_same_run_are_not_mistaken_for_drift() {
+    let s = Setup::demo().await;
+    s.run().await;
+    s.docs()
+        .delete_record("demo-data", "Link_person_likes_interest", 5)
+        .unwrap();
+    s.docs()
+        .update_record(
+            "demo-data",
+            "Anchor_person",
+            7,
+            json!({"person_name": "Greta L."}),
+        )
+        .unwrap();
+    s.docs()
+        .delete_record("demo-data", "Anchor_person", 12)
+        .unwrap();
+    let r = s.run().await;
+    assert!(!r.stdout.contains("drift_repaired"), "{r}");
+    assert!(r.stdout.contains("graph_nodes_written: 1\n"), "{r}");
+    assert!(r.stdout.contains("graph_nodes_deleted: 1\n"), "{r}");
+    assert!(!r.stdout.contains("graph_edges_written"), "{r}");
+    assert_graph_equals_tables(&s).await;
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use etl_core::config::{parse, Settings};
 
 use crate::exit::Exit;
-use crate::steps::memgraph::{Drift, EdgeSink, GraphConnection, NodeSink};
+use crate::steps::memgraph::{Against, Drift, EdgeSink, GraphConnection, NodeSink};
 
 fn print(what: &str, drift: &Drift) {
     for (name, table, graph) in &drift.all {
@@ -46,8 +46,16 @@ pub async fn verify(config: &Path) -> Exit {
         );
         let connection = GraphConnection::from_settings(&mut settings, url.clone());
         let drift = match step.uses.as_str() {
-            "kg.graph_nodes" => NodeSink { connection }.drift(&step.name).await,
-            "kg.graph_edges" => EdgeSink { connection }.drift(&step.name).await,
+            "kg.graph_nodes" => {
+                NodeSink { connection }
+                    .drift(&step.name, Against::Tables)
+                    .await
+            }
+            "kg.graph_edges" => {
+                EdgeSink { connection }
+                    .drift(&step.name, Against::Tables)
+                    .await
+            }
             _ => continue,
         };
         found = true;

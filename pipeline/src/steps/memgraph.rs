@@ -139,6 +139,53 @@ async fn table_counts(
     Ok(rows.into_iter().collect())
 }
 
+/// What the graph should hold per type, given what a sink has written (its successfully
+/// processed keys), as a range: at most every key it wrote, and at least those whose rows still
+/// exist. Changes upstream in the same run stay within it (a node deleted earlier in the run takes
+/// its edges along); an emptied or drifted graph does not.
+async fn written_bounds(
+    pool: &PgPool,
+    step: &str,
+    table: &str,
+    type_column: &str,
+    key: &[&str],
+) -> Result<BTreeMap<String, (i64, i64)>, StepError> {
+    use etl_postgres::ident::quote_ident;
+    let on = key
+        .iter()
+        .map(|k| format!("t.{q} = k.{q}", q = quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let sql = format!(
+        "SELECT k.{ty}, count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {table} AS t WHERE {on})), count(*)
+           FROM {keys} AS k WHERE k.is_success GROUP BY 1",
+        ty = quote_ident(type_column),
+        table = quote_ident(table),
+        keys = etl_postgres::schema::keys_table(step),
+    );
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(&sql)
+        .fetch_all(pool)
+        .await
+        .map_err(sql_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|(ty, lo, hi)| (ty, (lo, hi)))
+        .collect())
+}
+
+fn exact(counts: BTreeMap<String, i64>) -> BTreeMap<String, (i64, i64)> {
+    counts.into_iter().map(|(k, n)| (k, (n, n))).collect()
+}
+
+/// What the graph is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Against {
+    /// The `nodes`/`edges` tables (`etl verify`).
+    Tables,
+    /// What the sink has written (before a run, to detect an emptied or drifted graph).
+    Written,
+}
+
 /// How the graph differs from the tables.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Drift {
@@ -156,12 +203,12 @@ impl Drift {
     }
 }
 
-/// Every name of either side, with its count in the table and in the graph.
+/// Every name of either side, with its expected count (the upper bound) and the graph's.
 fn side_by_side(
-    table: &BTreeMap<String, i64>,
+    expected: &BTreeMap<String, (i64, i64)>,
     graph: &BTreeMap<String, i64>,
 ) -> Vec<(String, i64, i64)> {
-    let mut names: Vec<&String> = table.keys().chain(graph.keys()).collect();
+    let mut names: Vec<&String> = expected.keys().chain(graph.keys()).collect();
     names.sort();
     names.dedup();
     names
@@ -169,30 +216,25 @@ fn side_by_side(
         .map(|n| {
             (
                 n.clone(),
-                table.get(n).copied().unwrap_or(0),
+                expected.get(n).map_or(0, |b| b.1),
                 graph.get(n).copied().unwrap_or(0),
             )
         })
         .collect()
 }
 
+/// The names whose graph count is outside the expected range.
 fn compare(
-    table: &BTreeMap<String, i64>,
+    expected: &BTreeMap<String, (i64, i64)>,
     graph: &BTreeMap<String, i64>,
 ) -> Vec<(String, i64, i64)> {
-    let mut out = Vec::new();
-    for (name, n) in table {
-        let g = graph.get(name).copied().unwrap_or(0);
-        if g != *n {
-            out.push((name.clone(), *n, g));
-        }
-    }
-    for (name, g) in graph {
-        if !table.contains_key(name) {
-            out.push((name.clone(), 0, *g));
-        }
-    }
-    out
+    side_by_side(expected, graph)
+        .into_iter()
+        .filter(|(name, _, g)| {
+            let (lo, hi) = expected.get(name).copied().unwrap_or((0, 0));
+            *g < lo || *g > hi
+        })
+        .collect()
 }
 
 /// `uses = "kg.graph_anchor_indexes"` / `"kg.graph_link_indexes"`.
@@ -359,11 +401,14 @@ fn rand_unit() -> f64 {
 }
 
 impl NodeSink {
-    pub async fn drift(&self, step: &str) -> Result<Drift, StepError> {
+    pub async fn drift(&self, step: &str, against: Against) -> Result<Drift, StepError> {
         let graph = self.connection.client().await?;
         let pool = self.connection.pool().await?;
-        let table =
-            table_counts(pool, step, "nodes", "node_type", &["node_id", "node_type"]).await?;
+        let key = ["node_id", "node_type"];
+        let table = match against {
+            Against::Tables => exact(table_counts(pool, step, "nodes", "node_type", &key).await?),
+            Against::Written => written_bounds(pool, step, "nodes", "node_type", &key).await?,
+        };
         let in_graph = graph.node_counts().await.map_err(graph_error)?;
         let mut drift = Drift {
             counts: compare(&table, &in_graph),
@@ -371,15 +416,25 @@ impl NodeSink {
             all: side_by_side(&table, &in_graph),
         };
         // A window of keys at a random place: cheap on any size.
-        let total: i64 = table.values().sum();
+        let total: i64 = table.values().map(|b| b.0).sum();
         let offset = (total - SAMPLE).max(0) as f64 * rand_unit();
-        let sample: Vec<(String, String)> =
-            sqlx::query_as("SELECT node_id, node_type FROM nodes OFFSET $1 LIMIT $2")
-                .bind(offset as i64)
-                .bind(SAMPLE)
-                .fetch_all(pool)
-                .await
-                .map_err(sql_error)?;
+        let sample_sql = match against {
+            Against::Tables => {
+                "SELECT node_id, node_type FROM nodes OFFSET $1 LIMIT $2".to_string()
+            }
+            // Written keys whose rows still exist must be in the graph.
+            Against::Written => format!(
+                "SELECT k.node_id, k.node_type FROM {} AS k JOIN nodes AS t USING (node_id, node_type)
+                  WHERE k.is_success OFFSET $1 LIMIT $2",
+                etl_postgres::schema::keys_table(step)
+            ),
+        };
+        let sample: Vec<(String, String)> = sqlx::query_as(&sample_sql)
+            .bind(offset as i64)
+            .bind(SAMPLE)
+            .fetch_all(pool)
+            .await
+            .map_err(sql_error)?;
         let mut by_label: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (id, ty) in sample {
             by_label.entry(ty).or_default().push(id);
@@ -424,7 +479,7 @@ impl Transform for NodeSink {
     }
 
     async fn drifted(&self, ctx: &StepContext) -> Result<bool, StepError> {
-        let drift = self.drift(&ctx.step).await?;
+        let drift = self.drift(&ctx.step, Against::Written).await?;
         if !drift.is_empty() {
             tracing::warn!(
                 labels = drift.counts.len(),
@@ -495,23 +550,20 @@ pub struct EdgeSink {
 }
 
 impl EdgeSink {
-    pub async fn drift(&self, step: &str) -> Result<Drift, StepError> {
+    pub async fn drift(&self, step: &str, against: Against) -> Result<Drift, StepError> {
         let graph = self.connection.client().await?;
         let pool = self.connection.pool().await?;
-        let table = table_counts(
-            pool,
-            step,
-            "edges",
+        let key = [
+            "from_node_id",
+            "to_node_id",
+            "from_node_type",
+            "to_node_type",
             "edge_label",
-            &[
-                "from_node_id",
-                "to_node_id",
-                "from_node_type",
-                "to_node_type",
-                "edge_label",
-            ],
-        )
-        .await?;
+        ];
+        let table = match against {
+            Against::Tables => exact(table_counts(pool, step, "edges", "edge_label", &key).await?),
+            Against::Written => written_bounds(pool, step, "edges", "edge_label", &key).await?,
+        };
         let in_graph = graph.edge_counts().await.map_err(graph_error)?;
         Ok(Drift {
             counts: compare(&table, &in_graph),
@@ -540,7 +592,7 @@ impl Transform for EdgeSink {
     }
 
     async fn drifted(&self, ctx: &StepContext) -> Result<bool, StepError> {
-        let drift = self.drift(&ctx.step).await?;
+        let drift = self.drift(&ctx.step, Against::Written).await?;
         if !drift.is_empty() {
             tracing::warn!(
                 types = drift.counts.len(),

@@ -1,0 +1,427 @@
+//! `etl-bench`: the scale benchmark. Generates synthetic docs of the demo's shape (persons,
+//! interests, person-likes-interest links, with names) at sizes S (the demo's size), M (10,000 /
+//! 20,000 / 100,000) and L (100,000 / 200,000 / 1,000,000); serves them with `etl grist serve`;
+//! and times whole `etl run` processes: the first full run, a run with no change, a run after
+//! editing 1% of the names, and a run after deleting 1% of the links. For each: wall time, peak
+//! memory, rows written, texts sent to the fake embedding server (50 ms a request) and graph
+//! writes; plus plain downloads of the same tables' CSVs from the same server, so a no-op run can
+//! be read as a ratio to the cost of reading the source.
+//!
+//! Needs the services (`scripts/services start`) and a release build of etl:
+//! `cargo build --release -p etl && cargo run --release -p etl-testkit --bin etl-bench -- S M`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use etl_testkit::fake_openai::FakeOpenAi;
+use etl_testkit::graph::TestGraph;
+
+struct Size {
+    name: &'static str,
+    persons: usize,
+    interests: usize,
+    links: usize,
+}
+
+const SIZES: [Size; 3] = [
+    Size {
+        name: "S",
+        persons: 46,
+        interests: 1068,
+        links: 2072,
+    },
+    Size {
+        name: "M",
+        persons: 10_000,
+        interests: 20_000,
+        links: 100_000,
+    },
+    Size {
+        name: "L",
+        persons: 100_000,
+        interests: 200_000,
+        links: 1_000_000,
+    },
+];
+
+fn column(col_ref: usize, id: &str, ty: &str) -> Value {
+    json!({"id": id, "fields": {"colRef": col_ref, "label": id, "type": ty, "isFormula": false, "formula": "",
+           "parentPos": col_ref, "visibleCol": 0, "displayCol": 0, "widgetOptions": ""}})
+}
+
+fn write_table(
+    dir: &Path,
+    table: &str,
+    columns: &[(&str, &str)],
+    records: impl Iterator<Item = Value>,
+) {
+    let cols: Vec<Value> = std::iter::once(column(1, "manualSort", "ManualSortPos"))
+        .chain(
+            columns
+                .iter()
+                .enumerate()
+                .map(|(i, (id, ty))| column(i + 2, id, ty)),
+        )
+        .collect();
+    std::fs::write(
+        dir.join(format!("{table}.columns.json")),
+        json!({"columns": cols}).to_string(),
+    )
+    .unwrap();
+    let recs: Vec<Value> = records
+        .enumerate()
+        .map(|(i, f)| json!({"id": i + 1, "fields": f}))
+        .collect();
+    std::fs::write(
+        dir.join(format!("{table}.records.json")),
+        json!({"records": recs}).to_string(),
+    )
+    .unwrap();
+}
+
+/// Writes the three docs of a size into `root`.
+fn generate(root: &Path, size: &Size) {
+    let model = root.join("bench-data-model");
+    let data = root.join("bench-data");
+    let gds = root.join("bench-test-set");
+    for d in [&model, &data, &gds] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let text = |cols: &[&'static str]| cols.iter().map(|c| (*c, "Text")).collect::<Vec<_>>();
+    write_table(
+        &model,
+        "Anchors",
+        &text(&["noun", "description", "id_example", "query"]),
+        ["person", "interest"]
+            .into_iter()
+            .map(|n| json!({"noun": n})),
+    );
+    let attr_cols = [
+        ("anchor", "Text"),
+        ("attribute_name", "Text"),
+        ("embeddable", "Bool"),
+        ("description", "Text"),
+        ("data_example", "Text"),
+        ("query", "Text"),
+        ("dtype", "Text"),
+        ("embed_threshold", "Numeric"),
+        ("embed_top_n", "Int"),
+    ];
+    write_table(
+        &model,
+        "Anchor_attributes",
+        &attr_cols,
+        [
+            ("person", "person_id", false),
+            ("person", "person_name", true),
+            ("interest", "interest_id", false),
+            ("interest", "interest_name", true),
+        ]
+        .into_iter()
+        .map(|(a, n, e)| json!({"anchor": a, "attribute_name": n, "embeddable": e})),
+    );
+    write_table(
+        &model,
+        "Link_attributes",
+        &[
+            ("link", "Text"),
+            ("attribute_name", "Text"),
+            ("embeddable", "Bool"),
+        ],
+        std::iter::empty(),
+    );
+    write_table(
+        &model,
+        "Links",
+        &[
+            ("anchor1", "Text"),
+            ("anchor2", "Text"),
+            ("sentence", "Text"),
+            ("description", "Text"),
+            ("query", "Text"),
+            ("anchor1_link_column_name", "Text"),
+            ("anchor2_link_column_name", "Text"),
+            ("has_direction", "Bool"),
+        ],
+        std::iter::once(
+            json!({"anchor1": "person", "anchor2": "interest", "sentence": "PERSON_has_INTEREST", "has_direction": false}),
+        ),
+    );
+    for (t, cols) in [
+        ("Queries", ["query_name", "query_example"]),
+        ("Prompts", ["name", "text"]),
+        ("ConversationLifecycle", ["event", "text"]),
+    ] {
+        write_table(&model, t, &text(&cols), std::iter::empty());
+    }
+    write_table(&data, "Anchor_person", &text(&["person_id", "person_name"]),
+        (1..=size.persons).map(|i| json!({"person_id": format!("person:{i}"), "person_name": format!("Person number {i}")})));
+    write_table(&data, "Anchor_interest", &text(&["interest_id", "interest_name"]),
+        (1..=size.interests).map(|i| json!({"interest_id": format!("interest:{i}"), "interest_name": format!("Interest in topic {i}")})));
+    // Distinct (person, interest) pairs.
+    write_table(&data, "Link_person_has_interest", &text(&["from_node_id", "to_node_id", "edge_label"]),
+        (0..size.links).map(|i| {
+            let p = i % size.persons + 1;
+            let k = i / size.persons;
+            let q = (p * 7919 + k * 104_729) % size.interests + 1;
+            json!({"from_node_id": format!("person:{p}"), "to_node_id": format!("interest:{q}"), "edge_label": "PERSON_has_INTEREST"})
+        }));
+    write_table(&gds, "Gds", &text(&["gds_question", "gds_answer", "question_scenario", "question_comment", "question_context"]),
+        (1..=10).map(|i| json!({"gds_question": format!("Question {i}?"), "gds_answer": format!("Answer {i}")})));
+}
+
+struct Measure {
+    wall: Duration,
+    peak_mib: f64,
+    stdout: String,
+}
+
+/// Runs a command to its end, sampling its peak resident memory (VmHWM) as it goes.
+async fn measure(mut cmd: tokio::process::Command) -> Measure {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start etl");
+    let pid = child.id().unwrap_or(0);
+    let stdout = child.stdout.take().unwrap();
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut s = String::new();
+        let mut out = stdout;
+        let _ = out.read_to_string(&mut s).await;
+        s
+    });
+    let mut peak_kib = 0u64;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            {
+                peak_kib = peak_kib.max(kib);
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            if !status.success() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use tokio::io::AsyncReadExt;
+                    let _ = e.read_to_string(&mut err).await;
+                }
+                let out = reader.await.unwrap_or_default();
+                panic!("etl failed ({status}):\n{out}\n{err}");
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Measure {
+        wall: started.elapsed(),
+        peak_mib: peak_kib as f64 / 1024.0,
+        stdout: reader.await.unwrap_or_default(),
+    }
+}
+
+/// Sums of the run summary: rows written to tables, and graph writes.
+fn written(stdout: &str) -> (u64, u64) {
+    let mut rows = 0;
+    let mut graph = 0;
+    for line in stdout.lines() {
+        let t = line.trim_start();
+        if line.starts_with("    ")
+            && t.split_whitespace()
+                .nth(1)
+                .is_some_and(|w| w.starts_with('+'))
+        {
+            for w in t.split_whitespace().skip(1) {
+                if let Some(n) = w
+                    .strip_prefix('+')
+                    .or(w.strip_prefix('~'))
+                    .or(w.strip_prefix('-'))
+                {
+                    rows += n.parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+        if let Some((name, n)) = t.split_once(": ") {
+            if name.starts_with("graph_")
+                && (name.ends_with("_written") || name.ends_with("_deleted"))
+            {
+                graph += n.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    (rows, graph)
+}
+
+async fn http(method: reqwest::Method, url: String, body: Value) {
+    let r = reqwest::Client::new()
+        .request(method, &url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+}
+
+#[tokio::main]
+async fn main() {
+    let wanted: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = if wanted.is_empty() {
+        vec!["S".to_string(), "M".to_string()]
+    } else {
+        wanted
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap();
+    let etl = std::env::var("ETL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo.join("target/release/etl"));
+    assert!(
+        etl.exists(),
+        "build etl first: cargo build --release -p etl ({} missing)",
+        etl.display()
+    );
+    let admin = std::env::var("DB_CONN_URI")
+        .unwrap_or_else(|_| etl_testkit::postgres::DEFAULT_URL.to_string());
+
+    println!("| size | run | wall s | peak MiB | rows written | texts embedded | graph writes |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    let mut notes = Vec::new();
+    for size in SIZES.iter().filter(|s| wanted.iter().any(|w| w == s.name)) {
+        let work = tempfile_dir(&format!("etl-bench-{}", size.name));
+        generate(&work, size);
+        let port = 18500 + size.persons as u16 % 1000;
+        let mut serve = tokio::process::Command::new(&etl)
+            .args(["grist", "serve", "--port", &port.to_string()])
+            .args(["bench-data-model", "bench-data", "bench-test-set"].map(|d| work.join(d)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let grist = format!("http://127.0.0.1:{port}");
+        for _ in 0..600 {
+            if reqwest::get(format!("{grist}/api/docs/bench-data/tables"))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let model = FakeOpenAi::start(0).await;
+        model.set_latency(Duration::from_millis(50));
+        let graph = TestGraph::new().await;
+        let db_name = format!("etl_bench_{}", size.name.to_lowercase());
+        let mut admin_conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+            .execute(&mut admin_conn)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {db_name}"))
+            .execute(&mut admin_conn)
+            .await
+            .unwrap();
+        let db = etl_testkit::postgres::with_database(&admin, &db_name);
+        let mut env: Vec<(String, String)> = vec![
+            ("DB_CONN_URI".into(), db.clone()),
+            ("GRIST_SERVER_URL".into(), grist.clone()),
+            ("GRIST_DATA_MODEL_DOC_ID".into(), "bench-data-model".into()),
+            ("GRIST_DATA_DOC_ID".into(), "bench-data".into()),
+            ("GRIST_TEST_SET_DOC_ID".into(), "bench-test-set".into()),
+            ("EMBEDDINGS_PROVIDER".into(), "openai".into()),
+            ("OPENAI_BASE_URL".into(), model.base_url()),
+            ("OPENAI_API_KEY".into(), "bench".into()),
+            ("EMBEDDINGS_MODEL".into(), "fake".into()),
+            ("EMBEDDINGS_DIM".into(), "256".into()),
+            ("RUST_LOG".into(), "error".into()),
+        ];
+        env.extend(graph.env());
+        let command = |args: &[&str]| {
+            let mut c = tokio::process::Command::new(&etl);
+            c.current_dir(&repo)
+                .args(args)
+                .envs(env.clone())
+                .env_remove("GRIST_API_KEY");
+            c
+        };
+        measure(command(&["migrate"])).await;
+
+        // Plain downloads of the same tables' CSVs, for the ratio.
+        let started = Instant::now();
+        for (doc, table) in [
+            ("bench-data", "Anchor_person"),
+            ("bench-data", "Anchor_interest"),
+            ("bench-data", "Link_person_has_interest"),
+        ] {
+            let body = reqwest::get(format!(
+                "{grist}/api/docs/{doc}/download/csv?tableId={table}&header=colId"
+            ))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+            assert!(!body.is_empty());
+        }
+        let download = started.elapsed();
+
+        let persons_edit: Vec<Value> = (1..=size.persons.div_ceil(100))
+            .map(|i| json!({"id": i * 100 - 99, "fields": {"person_name": format!("Renamed person {i}")}}))
+            .collect();
+        let links_delete: Vec<usize> = (1..=size.links.div_ceil(100))
+            .map(|i| i * 100 - 50)
+            .filter(|i| *i <= size.links)
+            .collect();
+        let mut no_op = Duration::ZERO;
+        for phase in ["full", "no change", "1% names edited", "1% links deleted"] {
+            match phase {
+                "1% names edited" => http(reqwest::Method::PATCH, format!("{grist}/api/docs/bench-data/tables/Anchor_person/records"), json!({"records": persons_edit})).await,
+                "1% links deleted" => http(reqwest::Method::POST, format!("{grist}/api/docs/bench-data/tables/Link_person_has_interest/records/delete"), json!(links_delete)).await,
+                _ => {}
+            }
+            model.reset_counts();
+            let m = measure(command(&["run"])).await;
+            if phase == "no change" {
+                no_op = m.wall;
+            }
+            let (rows, graph_writes) = written(&m.stdout);
+            println!(
+                "| {} | {phase} | {:.2} | {:.0} | {rows} | {} | {graph_writes} |",
+                size.name,
+                m.wall.as_secs_f64(),
+                m.peak_mib,
+                model.texts().len()
+            );
+        }
+        notes.push(format!(
+            "{}: plain download of the source CSVs {:.2} s; no-op run / download = {:.2}",
+            size.name,
+            download.as_secs_f64(),
+            no_op.as_secs_f64() / download.as_secs_f64().max(1e-9)
+        ));
+        let _ = serve.kill().await;
+    }
+    println!();
+    for n in notes {
+        println!("{n}");
+    }
+}
+
+fn tempfile_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
