@@ -4,24 +4,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use grist::{GristClient, GristConfig};
 use grist_emulator::{Emulator, RunningEmulator};
 use serde_json::Value;
-use support::root;
-
-fn recorded() -> PathBuf {
-    let dir = std::env::var("ETL_GRIST_RECORDED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("../shared/grist/recorded"));
-    assert!(
-        dir.join("MANIFEST.json").exists(),
-        "recorded Grist answers missing at {}",
-        dir.display()
-    );
-    dir
-}
+use support::{recorded, root};
 
 async fn etl(args: &[&str]) {
     let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl"))

@@ -1,7 +1,6 @@
 //! The knowledge-graph pipeline end to end: the repository's `pipelines.toml`, the built `etl`
 //! binary, a Grist emulator in the test, and real Postgres. Every test asserts rows.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use grist_emulator::{Column, Doc, Emulator, Record, Table};
@@ -9,19 +8,7 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::{demo_docs, root, Setup};
-
-fn recorded() -> PathBuf {
-    let dir = std::env::var("ETL_GRIST_RECORDED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("../shared/grist/recorded"));
-    assert!(
-        dir.join("MANIFEST.json").exists(),
-        "real Grist's recorded answers are not at {} (set ETL_GRIST_RECORDED)",
-        dir.display()
-    );
-    dir
-}
+use support::{demo_docs, recorded, root, Setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vedanas_recorded_docs_load_with_the_expected_counts() {

@@ -69,3 +69,29 @@ pub fn database_url(pipeline: &Pipeline) -> Option<String> {
         .filter(|v| !v.is_empty())
         .or_else(|| pipeline.database_url.clone().filter(|v| !v.is_empty()))
 }
+
+/// The settings of every step using one of `uses`, as the catalog would read them, for commands
+/// that act with a step's configuration outside a run (`etl search`, `etl verify`).
+pub fn step_settings(
+    path: &Path,
+    uses: &[&str],
+) -> Vec<(etl_core::config::StepConfig, etl_core::config::Settings)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (Some(config), _) = parse(&text) else {
+        return Vec::new();
+    };
+    let env: etl_core::config::EnvLookup = Arc::new(|name: &str| std::env::var(name).ok());
+    config
+        .steps
+        .into_values()
+        .filter(|s| uses.contains(&s.uses.as_str()))
+        .map(|s| {
+            let settings = etl_core::config::Settings::new(
+                format!("steps.{}.settings", s.name),
+                s.settings.clone(),
+                env.clone(),
+            );
+            (s, settings)
+        })
+        .collect()
+}

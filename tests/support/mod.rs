@@ -20,6 +20,19 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Real Grist's recorded answers (`ETL_GRIST_RECORDED`, default `../shared/grist/recorded`).
+pub fn recorded() -> PathBuf {
+    let dir = std::env::var("ETL_GRIST_RECORDED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("../shared/grist/recorded"));
+    assert!(
+        dir.join("MANIFEST.json").exists(),
+        "real Grist's recorded answers are not at {} (set ETL_GRIST_RECORDED)",
+        dir.display()
+    );
+    dir
+}
+
 /// The project's demo docs, as an emulator.
 pub fn demo_docs() -> Emulator {
     let dir = root().join("fixtures/grist");

@@ -123,6 +123,21 @@ fn join_on(left_alias: &str, left_cols: &[String], right_alias: &str) -> String 
         .join(" AND ")
 }
 
+/// The input columns that give a step's key, in the key's order (for an input that covers it).
+fn key_projection<'a>(step: &StepDef, input: &'a etl_core::dag::InputDef) -> Vec<&'a String> {
+    step.key
+        .iter()
+        .map(|k| {
+            &input
+                .join
+                .iter()
+                .find(|(kk, _)| kk == k)
+                .expect("an input that covers the key joins every key column")
+                .1
+        })
+        .collect()
+}
+
 fn key_of(row: &PgRow, width: usize) -> Result<Key, sqlx::Error> {
     let mut parts = Vec::with_capacity(width);
     for i in 0..width {
@@ -654,18 +669,9 @@ impl Store for PgStore {
                 let in_cols: Vec<String> = input.join.iter().map(|(_, c)| c.clone()).collect();
                 if input.covers_key {
                     // Projected to the key's column order.
-                    let projected = step
-                        .key
+                    let projected = key_projection(step, input)
                         .iter()
-                        .map(|k| {
-                            let c = &input
-                                .join
-                                .iter()
-                                .find(|(kk, _)| kk == k)
-                                .expect("covers key")
-                                .1;
-                            format!("m.{}", quote_ident(c))
-                        })
+                        .map(|c| format!("m.{}", quote_ident(c)))
                         .collect::<Vec<_>>()
                         .join(", ");
                     let filter = if full {
@@ -833,19 +839,10 @@ impl Store for PgStore {
                 self.watermark(&step.name, &input.table).await?
             };
             if input.covers_key {
-                let sel = step
-                    .key
+                let sel = key_projection(step, input)
                     .iter()
                     .enumerate()
-                    .map(|(i, k)| {
-                        let c = &input
-                            .join
-                            .iter()
-                            .find(|(kk, _)| kk == k)
-                            .expect("covers key")
-                            .1;
-                        format!("m.{} AS k{i}", quote_ident(c))
-                    })
+                    .map(|(i, c)| format!("m.{} AS k{i}", quote_ident(c)))
                     .collect::<Vec<_>>()
                     .join(", ");
                 binds.push(wm);

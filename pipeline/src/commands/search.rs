@@ -2,9 +2,7 @@
 //! of the `kg.embed_nodes` step: the nearest texts by cosine distance, best first.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use etl_core::config::{parse, Settings};
 use sqlx::Row as _;
 
 use crate::exit::Exit;
@@ -23,23 +21,16 @@ pub async fn search(config: &Path, text: &str, limit: u32) -> Exit {
         eprintln!("error: no database: set DB_CONN_URI (or [database] url in the configuration)");
         return Exit::Config;
     };
-    let raw = std::fs::read_to_string(config).unwrap_or_default();
-    let (Some(parsed), _) = parse(&raw) else {
-        return Exit::Config;
-    };
-    let Some(step) = parsed.steps.values().find(|s| s.uses == "kg.embed_nodes") else {
+    let Some((_, mut settings)) = crate::load::step_settings(config, &["kg.embed_nodes"])
+        .into_iter()
+        .next()
+    else {
         eprintln!(
             "error: {} has no step using kg.embed_nodes: nothing to search",
             config.display()
         );
         return Exit::Config;
     };
-    let env = Arc::new(|name: &str| std::env::var(name).ok());
-    let mut settings = Settings::new(
-        format!("steps.{}.settings", step.name),
-        step.settings.clone(),
-        env,
-    );
     let embed = EmbedStep::from_settings(Target::Nodes, &mut settings, Some(url.clone()));
     let query = match embed.embed_query(text).await {
         Ok(v) => v,

@@ -2,9 +2,6 @@
 //! plus a sample of node keys, and reports the drift. Exit 0 when they agree, 1 when they don't.
 
 use std::path::Path;
-use std::sync::Arc;
-
-use etl_core::config::{parse, Settings};
 
 use crate::exit::Exit;
 use crate::steps::memgraph::{Against, Drift, EdgeSink, GraphConnection, NodeSink};
@@ -31,19 +28,11 @@ pub async fn verify(config: &Path) -> Exit {
         }
     };
     let url = crate::load::database_url(&pipeline);
-    let raw = std::fs::read_to_string(config).unwrap_or_default();
-    let (Some(parsed), _) = parse(&raw) else {
-        return Exit::Config;
-    };
-    let env = Arc::new(|name: &str| std::env::var(name).ok());
     let mut exit = Exit::Ok;
     let mut found = false;
-    for step in parsed.steps.values() {
-        let mut settings = Settings::new(
-            format!("steps.{}.settings", step.name),
-            step.settings.clone(),
-            env.clone(),
-        );
+    for (step, mut settings) in
+        crate::load::step_settings(config, &["kg.graph_nodes", "kg.graph_edges"])
+    {
         let connection = GraphConnection::from_settings(&mut settings, url.clone());
         let drift = match step.uses.as_str() {
             "kg.graph_nodes" => {
@@ -56,7 +45,7 @@ pub async fn verify(config: &Path) -> Exit {
                     .drift(&step.name, Against::Tables)
                     .await
             }
-            _ => continue,
+            _ => unreachable!("only graph sinks are listed"),
         };
         found = true;
         match drift {
