@@ -143,9 +143,23 @@ impl EmbedStep {
         // Every key is read whatever the provider, so that none is reported as unknown.
         let base_url = settings.runtime_string_or("base_url", "https://api.openai.com/v1");
         let api_key = settings.secret("api_key");
-        let model = settings.string_or("model", "text-embedding-3-large");
-        let dims = settings.u64_or("dims", 1024) as u32;
-        let model_dir = settings.string_or("model_dir", "");
+        // What decides the vectors is the step's identity: for the local provider its model
+        // folder, for an OpenAI-compatible server the model and dimension. The other provider's
+        // settings are read, so none is reported as unknown, but never change the fingerprint.
+        let local = provider == "local";
+        let (model, dims, model_dir) = if local {
+            (
+                settings.runtime_string_or("model", "text-embedding-3-large"),
+                settings.runtime_u64_or("dims", 1024) as u32,
+                settings.string_or("model_dir", ""),
+            )
+        } else {
+            (
+                settings.string_or("model", "text-embedding-3-large"),
+                settings.u64_or("dims", 1024) as u32,
+                settings.runtime_string_or("model_dir", ""),
+            )
+        };
         let provider = match provider.as_str() {
             "local" => {
                 if model_dir.is_empty() {
@@ -399,7 +413,47 @@ impl Transform for EmbedStep {
 
 #[cfg(test)]
 mod tests {
-    use super::is_uuid;
+    use super::*;
+
+    fn identity_with(env: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        let table: toml::Table = toml::from_str(
+            r#"
+            provider = "${EMBEDDINGS_PROVIDER:-openai}"
+            model = "${EMBEDDINGS_MODEL:-text-embedding-3-large}"
+            dims = "${EMBEDDINGS_DIM:-1024}"
+            model_dir = "${EMBEDDINGS_MODEL_DIR:-}"
+            "#,
+        )
+        .unwrap();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup: etl_core::config::EnvLookup = Arc::new(move |k| env.get(k).cloned());
+        let mut settings = Settings::new("steps.embed_nodes.settings", table, lookup);
+        let _ = EmbedStep::from_settings(Target::Nodes, &mut settings, None);
+        settings.finish().identity
+    }
+
+    #[test]
+    fn model_dir_set_with_the_openai_provider_reembedded_everything() {
+        // The services script exports EMBEDDINGS_MODEL_DIR for the local model; a pipeline on
+        // the OpenAI provider must not see its fingerprint change (and every key re-embedded).
+        assert_eq!(
+            identity_with(&[]),
+            identity_with(&[("EMBEDDINGS_MODEL_DIR", "/models/minilm")])
+        );
+        // The local provider's vectors come from that folder: it is its identity.
+        assert_ne!(
+            identity_with(&[("EMBEDDINGS_PROVIDER", "local"), ("EMBEDDINGS_MODEL_DIR", "/a")]),
+            identity_with(&[("EMBEDDINGS_PROVIDER", "local"), ("EMBEDDINGS_MODEL_DIR", "/b")])
+        );
+        // A changed model re-embeds.
+        assert_ne!(
+            identity_with(&[]),
+            identity_with(&[("EMBEDDINGS_MODEL", "text-embedding-3-small")])
+        );
+    }
 
     #[test]
     fn uuids_are_not_texts() {

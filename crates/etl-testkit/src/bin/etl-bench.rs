@@ -405,6 +405,14 @@ async fn main() {
                 model.texts().len()
             );
         }
+        if std::env::var_os("ETL_BENCH_HOLD").is_some() {
+            // For profiling by hand: keep the services of this size up, and say how to reach them.
+            for (k, v) in &env {
+                println!("export {k}='{v}'");
+            }
+            println!("holding; interrupt to end");
+            tokio::signal::ctrl_c().await.ok();
+        }
         notes.push(format!(
             "{}: plain download of the source CSVs {:.2} s; no-op run / download = {:.2}",
             size.name,
