@@ -479,10 +479,12 @@ async fn edits_in_grist_change_exactly_the_rows_they_should() {
     let nodes = s.count("SELECT count(*) FROM nodes").await;
     let edges = s.count("SELECT count(*) FROM edges").await;
 
-    // No edit: nothing written.
+    // No edit: nothing written, and the extracts find their sources unchanged by asking the
+    // same questions again, without parsing or diffing anything.
     let seq = s.seq().await;
-    s.run().await;
+    let r = s.run().await;
     assert_eq!(s.seq().await, seq);
+    assert_eq!(r.stdout.matches("source_unchanged: 1").count(), 3, "{r}");
 
     // One cell: one grist_nodes row, one nodes row.
     s.docs()

@@ -25,7 +25,7 @@ use crate::dag::{Pipeline, Selection, StepDef, StepKind, TableDef};
 use crate::diff::{diff, FreshRow, TableDiff};
 use crate::report::{RunReport, StepReport, StepRunStatus, TableCounts};
 use crate::retry::{retry, RetryPolicy};
-use crate::step::{Counters, ErrorClass, SnapshotSink, StepContext, StepError, StepImpl};
+use crate::step::{ErrorClass, SnapshotSink, StepContext, StepError, StepImpl};
 use crate::store::{Commit, Outcome, Store};
 use crate::value::{Key, Row};
 
@@ -104,6 +104,28 @@ impl Runner {
             FuturesUnordered::new();
         let mut started_set: HashSet<usize> = HashSet::new();
 
+        // Memos are an optimisation: without them every step does its full check.
+        let selected_defs: Vec<&StepDef> =
+            selected.iter().map(|&i| &self.pipeline.steps[i]).collect();
+        let mut memos = match self.store.memos(&selected_defs).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the steps' memos; every step checks its source and target in full");
+                HashMap::new()
+            }
+        };
+        let mut contexts: HashMap<usize, StepContext> = selected
+            .iter()
+            .map(|&i| {
+                let name = &self.pipeline.steps[i].name;
+                (
+                    i,
+                    StepContext::new(name.clone(), dry_run, memos.remove(name)),
+                )
+            })
+            .collect();
+        let mut early_drift = self.start_drift_checks(&selected, &contexts, opts, dry_run);
+
         loop {
             // Start every selected step whose selected upstream steps are done.
             for &i in &selected {
@@ -138,11 +160,13 @@ impl Runner {
                 }
                 let this = self.clone();
                 let opts = opts.clone();
+                let ctx = contexts.remove(&i).expect("a context per selected step");
+                let drift = early_drift.remove(&i);
                 let span =
                     tracing::info_span!("step", step = %step.name, kind = step.kind.as_str());
                 running.push(Box::pin(async move {
                     let handle = tokio::spawn(
-                        async move { this.run_step(i, &opts, dry_run).await }.instrument(span),
+                        async move { this.run_step(i, &opts, ctx, drift).await }.instrument(span),
                     );
                     match handle.await {
                         Ok(r) => (i, r),
@@ -180,15 +204,48 @@ impl Runner {
         })
     }
 
-    async fn run_step(&self, i: usize, opts: &RunOptions, dry_run: bool) -> StepReport {
+    /// Starts the drift checks of the selected transforms at once, alongside the run's first
+    /// steps: a check looks at the step's outside state and its own bookkeeping, not at its
+    /// inputs, so it need not wait for upstream steps. Not when the run waits for locks (another
+    /// run may be writing that state) or reprocesses everything anyway.
+    fn start_drift_checks(
+        &self,
+        selected: &[usize],
+        contexts: &HashMap<usize, StepContext>,
+        opts: &RunOptions,
+        dry_run: bool,
+    ) -> HashMap<usize, DriftCheck> {
+        if dry_run || opts.wait_for_locks || opts.full_refresh {
+            return HashMap::new();
+        }
+        let mut checks = HashMap::new();
+        for &i in selected {
+            let step = &self.pipeline.steps[i];
+            let StepImpl::Transform(transform) = &step.implementation else {
+                continue;
+            };
+            let transform = transform.clone();
+            let ctx = contexts[&i].clone();
+            let span = tracing::info_span!("drift_check", step = %step.name);
+            checks.insert(
+                i,
+                tokio::spawn(async move { transform.drifted(&ctx).await }.instrument(span)),
+            );
+        }
+        checks
+    }
+
+    async fn run_step(
+        &self,
+        i: usize,
+        opts: &RunOptions,
+        ctx: StepContext,
+        early_drift: Option<DriftCheck>,
+    ) -> StepReport {
         let step = &self.pipeline.steps[i];
+        let dry_run = ctx.dry_run;
         let started = Instant::now();
         let mut report = StepReport::new(&step.name, step.kind);
-        let ctx = StepContext {
-            step: step.name.clone(),
-            counters: Counters::default(),
-            dry_run,
-        };
 
         let lock = if dry_run {
             None
@@ -217,7 +274,8 @@ impl Runner {
         let result = match (&step.implementation, dry_run) {
             (StepImpl::Extract(_), _) => self.run_extract(step, opts, &ctx, &mut report).await,
             (StepImpl::Transform(_), false) => {
-                self.run_transform(step, opts, &ctx, &mut report).await
+                self.run_transform(step, opts, &ctx, early_drift, &mut report)
+                    .await
             }
             (StepImpl::Transform(_), true) => match self.store.plan(step).await {
                 Ok(p) => {
@@ -281,6 +339,23 @@ impl Runner {
             unreachable!("run_extract is called for extracts")
         };
         self.progress.started(&step.name, None);
+        if let Some(memo) = ctx.memo.as_deref().filter(|_| !opts.full_refresh) {
+            if extract.unchanged_since(ctx, memo).await? {
+                tracing::info!("the source is unchanged since the last complete snapshot");
+                ctx.counters.add("source_unchanged", 1);
+                if ctx.dry_run {
+                    report.plan = Some(crate::store::PlanCounts::default());
+                }
+                return Ok(());
+            }
+            // Whatever this run writes, the old memo no longer describes the tables.
+            if !ctx.dry_run {
+                retry(&opts.retry, "forget the step's memo", || {
+                    self.store.set_memo(step, None)
+                })
+                .await?;
+            }
+        }
         let mut writer = SnapshotWriter::new(
             self.store.clone(),
             self.pipeline.clone(),
@@ -295,6 +370,7 @@ impl Runner {
         flushed?;
         writer.finish(opts.allow_mass_delete).await?;
         report.tables = writer.counts.clone();
+        self.keep_memo(step, ctx, opts).await;
         if writer.duplicates > 0 {
             ctx.counters
                 .add("duplicate_keys_ignored", writer.duplicates);
@@ -317,12 +393,19 @@ impl Runner {
         step: &StepDef,
         opts: &RunOptions,
         ctx: &StepContext,
+        early_drift: Option<DriftCheck>,
         report: &mut StepReport,
     ) -> Result<(), StepError> {
         let StepImpl::Transform(transform) = &step.implementation else {
             unreachable!("run_transform is called for transforms")
         };
-        let drifted = transform.drifted(ctx).await?;
+        let drifted = match early_drift {
+            _ if opts.full_refresh => false,
+            Some(check) => check
+                .await
+                .map_err(|e| StepError::fatal(format!("the step's drift check panicked: {e}")))??,
+            None => transform.drifted(ctx).await?,
+        };
         if drifted {
             tracing::warn!(
                 "the step's outside state drifted from what it wrote: reprocessing every key"
@@ -341,7 +424,16 @@ impl Runner {
         );
         self.progress.started(&step.name, Some(capture.pending));
         if capture.pending == 0 {
+            transform.finished(ctx, 0).await?;
+            self.keep_memo(step, ctx, opts).await;
             return Ok(());
+        }
+        if ctx.memo.is_some() {
+            // Whatever this run writes, the old memo no longer describes the outside state.
+            retry(&opts.retry, "forget the step's memo", || {
+                self.store.set_memo(step, None)
+            })
+            .await?;
         }
         let worker = BatchWorker {
             store: self.store.clone(),
@@ -400,12 +492,35 @@ impl Runner {
                 }
             }
         }
-        match fatal {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if let Some(e) = fatal {
+            return Err(e);
+        }
+        transform.finished(ctx, report.keys_processed).await?;
+        self.keep_memo(step, ctx, opts).await;
+        Ok(())
+    }
+
+    /// Records what the step remembered in this (complete) run. Failing to is not an error of
+    /// the run: the next run does its full check.
+    async fn keep_memo(&self, step: &StepDef, ctx: &StepContext, opts: &RunOptions) {
+        let Some(memo) = ctx.remembered().filter(|_| !ctx.dry_run) else {
+            return;
+        };
+        if ctx.memo.as_deref() == Some(memo.as_str()) {
+            return;
+        }
+        if let Err(e) = retry(&opts.retry, "record the step's memo", || {
+            self.store.set_memo(step, Some(&memo))
+        })
+        .await
+        {
+            tracing::warn!(error = %e, "could not record the step's memo; the next run checks in full");
         }
     }
 }
+
+/// A drift check started early (see [`Runner::start_drift_checks`]).
+type DriftCheck = tokio::task::JoinHandle<Result<bool, StepError>>;
 
 /// The outcome of one batch (after any splitting).
 #[derive(Default)]

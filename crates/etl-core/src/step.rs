@@ -130,6 +130,35 @@ pub struct StepContext {
     pub counters: Counters,
     /// True for `etl plan`: nothing may be written anywhere, the source may only be read.
     pub dry_run: bool,
+    /// The memo the step left at the end of its last complete run under its current
+    /// fingerprint (see [`StepContext::remember`]); `None` when there is none or it no longer holds.
+    pub memo: Option<String>,
+    remembered: Arc<Mutex<Option<String>>>,
+}
+
+impl StepContext {
+    pub fn new(step: impl Into<String>, dry_run: bool, memo: Option<String>) -> Self {
+        StepContext {
+            step: step.into(),
+            counters: Counters::default(),
+            dry_run,
+            memo,
+            remembered: Arc::default(),
+        }
+    }
+
+    /// Leaves a memo for the step's next run: an extract's description of the source it read
+    /// (see [`Extract::unchanged_since`]), a sink's view of its target. It is kept only if this
+    /// run completes; a run that writes anything forgets the previous memo first, so a memo
+    /// always describes the state after a complete run.
+    pub fn remember(&self, memo: impl Into<String>) {
+        *self.remembered.lock().expect("memo lock") = Some(memo.into());
+    }
+
+    /// What [`StepContext::remember`] was given during this run, if anything.
+    pub fn remembered(&self) -> Option<String> {
+        self.remembered.lock().expect("memo lock").clone()
+    }
 }
 
 /// Where an extract puts the rows of its snapshot.
@@ -148,8 +177,20 @@ pub trait Extract: Send + Sync {
 
     /// Reads a complete snapshot of every output table. Returning `Err` means the snapshot is
     /// incomplete: what was written stays, nothing is deleted.
+    ///
+    /// An extract that can tell cheaply whether its source changed calls
+    /// [`StepContext::remember`] with a description of what it read; the next run then asks
+    /// [`Extract::unchanged_since`] first.
     async fn extract(&self, ctx: &StepContext, out: &mut dyn SnapshotSink)
         -> Result<(), StepError>;
+
+    /// Whether the source is still exactly what `memo` (remembered by the last complete
+    /// snapshot under the same fingerprint) describes. When true, the run reads nothing more
+    /// and leaves the step's tables as they are: the snapshot would be the same. Answer true
+    /// only when sure; the default reads the source every run.
+    async fn unchanged_since(&self, _ctx: &StepContext, _memo: &str) -> Result<bool, StepError> {
+        Ok(false)
+    }
 }
 
 /// The rows of one input for a batch of keys.
@@ -245,8 +286,17 @@ pub trait Transform: Send + Sync {
 
     /// Asked before each run: a sink whose outside state no longer matches what it wrote (a
     /// graph emptied by a restart) answers true, and every key of the step is reprocessed.
+    /// The runner may ask it at the start of the run, before the step's upstream steps ran:
+    /// the answer must depend only on the outside state and the step's own bookkeeping (and
+    /// `ctx.memo`), not on its inputs.
     async fn drifted(&self, _ctx: &StepContext) -> Result<bool, StepError> {
         Ok(false)
+    }
+
+    /// Called once every batch of the run committed (some keys may have failed), with the
+    /// number of keys processed: the place to [`StepContext::remember`] the outside state.
+    async fn finished(&self, _ctx: &StepContext, _keys_processed: u64) -> Result<(), StepError> {
+        Ok(())
     }
 }
 

@@ -217,4 +217,11 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
 
     async fn status(&self, step: &StepDef) -> Result<StepStatus, StoreError>;
+
+    /// The memos of `steps` (see [`crate::step::StepContext::remember`]) recorded under their
+    /// current fingerprints, by step name. A memo recorded under another fingerprint is absent.
+    async fn memos(&self, steps: &[&StepDef]) -> Result<HashMap<String, String>, StoreError>;
+
+    /// Records a step's memo under its current fingerprint, or forgets it (`None`).
+    async fn set_memo(&self, step: &StepDef, memo: Option<&str>) -> Result<(), StoreError>;
 }

@@ -7,6 +7,8 @@
 //! * `etl."keys__<step>"`: per transform key of a step: `pending`, `is_success`, `process_ts`,
 //!   `error`, `attempts`.
 
+use std::collections::HashSet;
+
 use sqlx::PgPool;
 
 use etl_core::store::StoreError;
@@ -147,8 +149,26 @@ pub async fn inspect(pool: &PgPool, def: &TableDef) -> Result<TableInfo, StoreEr
     })
 }
 
-/// Creates the row metadata of a table if missing.
-pub async fn ensure_meta(pool: &PgPool, def: &TableDef) -> Result<(), StoreError> {
+/// The relations (tables and indexes) of the engine's schema, to create only what is missing:
+/// a run on a prepared database then issues no DDL at all.
+pub async fn existing_bookkeeping(pool: &PgPool) -> Result<HashSet<String>, StoreError> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1",
+    )
+    .bind(SCHEMA)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| db("listing the engine's bookkeeping tables", e))?;
+    Ok(names.into_iter().collect())
+}
+
+/// Creates the row metadata of a table if missing (`existing`: see [`existing_bookkeeping`]).
+pub async fn ensure_meta(
+    pool: &PgPool,
+    def: &TableDef,
+    existing: &HashSet<String>,
+) -> Result<(), StoreError> {
     let meta = meta_table(&def.name);
     let keys = def
         .primary_key
@@ -174,14 +194,25 @@ pub async fn ensure_meta(pool: &PgPool, def: &TableDef) -> Result<(), StoreError
             quote_ident(&format!("{base}__producer"))
         ),
     ];
-    run_ddl(pool, &def.name, &statements).await?;
+    let names = [
+        base.clone(),
+        format!("{base}__seq"),
+        format!("{base}__producer"),
+    ];
+    if !names.iter().all(|n| existing.contains(n)) {
+        run_ddl(pool, &def.name, &statements).await?;
+    }
     check_key_columns(pool, &base, &def.primary_key, &def.name).await
 }
 
 /// Creates the key bookkeeping of a transform or sink step if missing. Its key columns follow
 /// the step's key; if the key changed, the old bookkeeping is replaced (the fingerprint changed
 /// too, so every key is reprocessed anyway).
-pub async fn ensure_keys(pool: &PgPool, step: &StepDef) -> Result<(), StoreError> {
+pub async fn ensure_keys(
+    pool: &PgPool,
+    step: &StepDef,
+    existing: &HashSet<String>,
+) -> Result<(), StoreError> {
     let base = format!("keys__{}", step.name);
     let table = keys_table(&step.name);
     if check_key_columns(pool, &base, &step.key, &step.name)
@@ -189,6 +220,8 @@ pub async fn ensure_keys(pool: &PgPool, step: &StepDef) -> Result<(), StoreError
         .is_err()
     {
         run_ddl(pool, &step.name, &[format!("DROP TABLE IF EXISTS {table}")]).await?;
+    } else if existing.contains(&base) && existing.contains(&format!("{base}__pending")) {
+        return Ok(());
     }
     let keys = step
         .key

@@ -508,18 +508,24 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn prepare(&self, pipeline: &Pipeline) -> Result<(), StoreError> {
-        let mut infos = HashMap::new();
-        for def in pipeline.tables.values() {
+        // Every table and step at once: on a prepared database this is catalogue reads only.
+        let existing = schema::existing_bookkeeping(&self.pool).await?;
+        let existing = &existing;
+        let infos = futures::future::try_join_all(pipeline.tables.values().map(|def| async move {
             let info = schema::inspect(&self.pool, def).await?;
-            schema::ensure_meta(&self.pool, def).await?;
-            infos.insert(def.name.clone(), Arc::new(info));
-        }
-        for step in &pipeline.steps {
-            if step.kind != StepKind::Extract {
-                schema::ensure_keys(&self.pool, step).await?;
-            }
-        }
-        *self.tables.write().expect("table cache") = infos;
+            schema::ensure_meta(&self.pool, def, existing).await?;
+            Ok::<_, StoreError>((def.name.clone(), Arc::new(info)))
+        }))
+        .await?;
+        futures::future::try_join_all(
+            pipeline
+                .steps
+                .iter()
+                .filter(|s| s.kind != StepKind::Extract)
+                .map(|step| schema::ensure_keys(&self.pool, step, existing)),
+        )
+        .await?;
+        *self.tables.write().expect("table cache") = infos.into_iter().collect();
         Ok(())
     }
 
@@ -958,6 +964,38 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await
         .map_err(|e| db("recording a step end", e))?;
+        Ok(())
+    }
+
+    async fn memos(&self, steps: &[&StepDef]) -> Result<HashMap<String, String>, StoreError> {
+        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        let fingerprints: Vec<&str> = steps.iter().map(|s| s.fingerprint.as_str()).collect();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT s.step, s.memo FROM etl.steps AS s
+               JOIN unnest($1::text[], $2::text[]) AS w(step, fingerprint)
+                 ON w.step = s.step AND w.fingerprint = s.memo_fingerprint
+              WHERE s.memo IS NOT NULL",
+        )
+        .bind(&names)
+        .bind(&fingerprints)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db("reading the steps' memos", e))?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn set_memo(&self, step: &StepDef, memo: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO etl.steps (step, memo, memo_fingerprint) VALUES ($1, $2, $3)
+             ON CONFLICT (step) DO UPDATE SET memo = EXCLUDED.memo,
+                 memo_fingerprint = EXCLUDED.memo_fingerprint",
+        )
+        .bind(&step.name)
+        .bind(memo)
+        .bind(memo.map(|_| step.fingerprint.as_str()))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| db(format!("recording the memo of step `{}`", step.name), e))?;
         Ok(())
     }
 

@@ -33,6 +33,10 @@ struct SourceState {
     failure: Option<ReadFailure>,
     pause: Option<Duration>,
     reads: u32,
+    /// Whether the source remembers what it read (see [`MemorySource::remembering`]).
+    remembers: bool,
+    /// How many times [`Extract::unchanged_since`] answered true.
+    skipped: u32,
 }
 
 /// A snapshot source held in memory.
@@ -77,20 +81,51 @@ impl MemorySource {
     pub fn reads(&self) -> u32 {
         self.state.lock().unwrap().reads
     }
+
+    /// A source that remembers a digest of what it read, so that the engine skips it while
+    /// its tables stay the same.
+    pub fn remembering(self) -> Self {
+        self.state.lock().unwrap().remembers = true;
+        self
+    }
+
+    /// How many runs found the source unchanged and did not read it.
+    pub fn skipped(&self) -> u32 {
+        self.state.lock().unwrap().skipped
+    }
+}
+
+/// What a remembering source's memo is: a digest of its tables.
+fn digest_of(tables: &BTreeMap<String, Vec<Row>>) -> String {
+    blake3::hash(format!("{tables:?}").as_bytes())
+        .to_hex()
+        .to_string()
 }
 
 #[async_trait]
 impl Extract for MemorySource {
+    async fn unchanged_since(&self, _ctx: &StepContext, memo: &str) -> Result<bool, StepError> {
+        let mut s = self.state.lock().unwrap();
+        let same = s.remembers && digest_of(&s.tables) == memo;
+        if same {
+            s.skipped += 1;
+        }
+        Ok(same)
+    }
+
     async fn extract(
         &self,
-        _ctx: &StepContext,
+        ctx: &StepContext,
         out: &mut dyn SnapshotSink,
     ) -> Result<(), StepError> {
-        let (tables, failure, pause) = {
+        let (tables, failure, pause, remembers) = {
             let mut s = self.state.lock().unwrap();
             s.reads += 1;
-            (s.tables.clone(), s.failure.clone(), s.pause)
+            (s.tables.clone(), s.failure.clone(), s.pause, s.remembers)
         };
+        if remembers {
+            ctx.remember(digest_of(&tables));
+        }
         let mut handed = 0usize;
         for (table, rows) in tables {
             for chunk in rows.chunks(self.chunk.max(1)) {

@@ -221,6 +221,48 @@ impl GraphClient {
             .await
     }
 
+    /// Whether the graph has any node at all.
+    pub async fn has_nodes(&self) -> Result<bool, GraphError> {
+        Ok(self.count(cypher::ANY_NODE, "looking for any node").await? > 0)
+    }
+
+    /// The number of nodes with `label`.
+    pub async fn count_nodes_with_label(&self, label: &str) -> Result<i64, GraphError> {
+        self.count(
+            &cypher::count_nodes_with_label(label),
+            "counting nodes of a label",
+        )
+        .await
+    }
+
+    /// The number of edges of `edge_type`.
+    pub async fn count_edges_of_type(&self, edge_type: &str) -> Result<i64, GraphError> {
+        self.count(
+            &cypher::count_edges_of_type(edge_type),
+            "counting edges of a type",
+        )
+        .await
+    }
+
+    async fn count(&self, text: &str, what: &str) -> Result<i64, GraphError> {
+        retry(&self.retry, what, || async {
+            let mut stream = self
+                .graph
+                .execute(query(text))
+                .await
+                .map_err(|e| classify(what, e))?;
+            let mut n = 0;
+            while let Some(row) = stream.next().await.map_err(|e| classify(what, e))? {
+                n += row.get::<i64>("n").map_err(|e| GraphError::Rejected {
+                    what: what.into(),
+                    message: e.to_string(),
+                })?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     /// Which of `ids` exist as nodes with `label`.
     pub async fn existing_ids(
         &self,

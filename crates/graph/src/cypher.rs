@@ -78,6 +78,19 @@ pub const COUNT_NODES_BY_LABEL: &str =
 /// Edge counts per type.
 pub const COUNT_EDGES_BY_TYPE: &str = "MATCH ()-[r]->() RETURN type(r) AS edge_type, count(*) AS n";
 
+/// 1 when the graph has any node, nothing otherwise (column `n`).
+pub const ANY_NODE: &str = "MATCH (n) RETURN 1 AS n LIMIT 1";
+
+/// The number of nodes with one label (column `n`).
+pub fn count_nodes_with_label(label: &str) -> String {
+    format!("MATCH (n:{}) RETURN count(n) AS n", quote(label))
+}
+
+/// The number of edges of one type (column `n`).
+pub fn count_edges_of_type(edge_type: &str) -> String {
+    format!("MATCH ()-[r:{}]->() RETURN count(r) AS n", quote(edge_type))
+}
+
 /// Which of `$ids` exist with a label.
 pub fn existing_ids(label: &str) -> String {
     format!(

@@ -1,6 +1,7 @@
 //! The HTTP client: `Authorization: Bearer`, a timeout per request, retries with backoff on 5xx,
 //! timeouts, connection errors and `SQLITE_BUSY`, and errors that name the doc and table.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -11,6 +12,7 @@ use etl_core::retry::{retry, RetryPolicy};
 use crate::api::{Column, ColumnList, Record, RecordList, TableList};
 use crate::csv_stream::CsvStream;
 use crate::error::GristError;
+use crate::read_log::ReadLog;
 
 #[derive(Debug, Clone)]
 pub struct GristConfig {
@@ -39,6 +41,8 @@ pub struct GristClient {
     api_key: Option<String>,
     timeout: Duration,
     retry: RetryPolicy,
+    /// Where reads are recorded, when an extract asked for it (see [`crate::read_log`]).
+    log: Option<Arc<ReadLog>>,
 }
 
 impl std::fmt::Debug for GristClient {
@@ -87,7 +91,57 @@ impl GristClient {
             api_key: config.api_key,
             timeout: config.timeout,
             retry: config.retry,
+            log: None,
         })
+    }
+
+    pub(crate) fn with_log(&self, log: Arc<ReadLog>) -> GristClient {
+        GristClient {
+            log: Some(log),
+            ..self.clone()
+        }
+    }
+
+    /// The request part of a URL of this server (what a read log records).
+    fn request_of<'u>(&self, url: &'u str) -> &'u str {
+        url.strip_prefix(self.base.as_str()).unwrap_or(url)
+    }
+
+    /// The blake3 digest of the answer to `request` (a path and query on this server), streamed;
+    /// `None` when the doc or table is not there (any more).
+    pub(crate) async fn digest_of(
+        &self,
+        request: &str,
+    ) -> Result<Option<blake3::Hash>, GristError> {
+        use futures::StreamExt;
+        let url = format!("{}{request}", self.base);
+        // For messages: the doc the request is about.
+        let doc = request
+            .strip_prefix("/api/docs/")
+            .and_then(|r| r.split(['/', '?']).next())
+            .unwrap_or("-")
+            .to_string();
+        let what = format!("{request} (checking whether the source changed)");
+        let answer = retry(&self.retry, &what, || async {
+            let response = self
+                .request(&url)
+                .send()
+                .await
+                .map_err(|e| self.transport_error(e, &what))?;
+            let response = self.check(response, &doc, Some("-"), &what).await?;
+            let mut hasher = blake3::Hasher::new();
+            let mut body = response.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                hasher.update(&chunk.map_err(|e| self.transport_error(e, &what))?);
+            }
+            Ok(hasher.finalize())
+        })
+        .await;
+        match answer {
+            Ok(digest) => Ok(Some(digest)),
+            Err(GristError::UnknownDoc { .. } | GristError::UnknownTable { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn server(&self) -> &str {
@@ -247,10 +301,15 @@ impl GristClient {
                 .bytes()
                 .await
                 .map_err(|e| self.transport_error(e, what))?;
-            serde_json::from_slice(&bytes).map_err(|e| GristError::Protocol {
+            let parsed = serde_json::from_slice(&bytes).map_err(|e| GristError::Protocol {
                 what: what.to_string(),
                 detail: e.to_string(),
-            })
+            })?;
+            if let Some(log) = &self.log {
+                log.opened();
+                log.finished(self.request_of(url), blake3::hash(&bytes));
+            }
+            Ok(parsed)
         })
         .await
     }
@@ -401,6 +460,10 @@ impl GristClient {
         );
         let what = format!("the CSV of `{doc}`/`{table}`");
         let response = self.get_streaming(&url, doc, Some(table), &what).await?;
-        Ok(CsvStream::start(response, what))
+        let log = self.log.clone().map(|log| {
+            log.opened();
+            (log, self.request_of(&url).to_string())
+        });
+        Ok(CsvStream::start(response, what, log))
     }
 }

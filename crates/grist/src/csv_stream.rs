@@ -9,6 +9,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::error::GristError;
+use crate::read_log::ReadLog;
 
 const RECORDS_PER_BATCH: usize = 2000;
 
@@ -57,14 +58,24 @@ impl std::io::Read for ChunkReader {
 }
 
 impl CsvStream {
-    pub(crate) fn start(response: reqwest::Response, what: String) -> CsvStream {
+    /// Starts parsing a response. With a log, the body's digest is recorded there once the
+    /// whole body has arrived.
+    pub(crate) fn start(
+        response: reqwest::Response,
+        what: String,
+        log: Option<(std::sync::Arc<ReadLog>, String)>,
+    ) -> CsvStream {
         let (chunk_tx, chunk_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
         let (rows_tx, rows_rx) = mpsc::channel::<Parsed>(4);
 
         let download_what = what.clone();
         tokio::spawn(async move {
             let mut body = response.bytes_stream();
+            let mut hasher = log.as_ref().map(|_| blake3::Hasher::new());
             while let Some(chunk) = body.next().await {
+                if let (Some(h), Ok(bytes)) = (hasher.as_mut(), &chunk) {
+                    h.update(bytes);
+                }
                 let item = chunk.map_err(|e| {
                     let kind = if e.is_timeout() {
                         std::io::ErrorKind::TimedOut
@@ -80,6 +91,9 @@ impl CsvStream {
                 if chunk_tx.send(item).await.is_err() || failed {
                     return;
                 }
+            }
+            if let (Some((log, request)), Some(h)) = (log, hasher) {
+                log.finished(&request, h.finalize());
             }
         });
 

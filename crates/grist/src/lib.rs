@@ -4,6 +4,7 @@
 //! * [`api`]: the shapes of Grist's answers (tables, columns, records);
 //! * [`csv_stream`]: a CSV download parsed as a stream of records;
 //! * [`cells`]: Grist cells (CSV text or record JSON) as typed values;
+//! * [`read_log`]: what an extract read, to tell cheaply on the next run whether it changed;
 //! * [`folder`]: the doc folder format; [`seed`]: creating a doc from one; [`export`]: a doc into
 //!   one.
 
@@ -14,6 +15,7 @@ pub mod csv_stream;
 pub mod error;
 pub mod export;
 pub mod folder;
+pub mod read_log;
 pub mod seed;
 
 pub use api::{Column, ColumnType, Record};

@@ -276,11 +276,32 @@ impl Extract for DataModelExtract {
 
     async fn extract(
         &self,
+        ctx: &StepContext,
+        out: &mut dyn SnapshotSink,
+    ) -> Result<(), StepError> {
+        let (client, log) = self.client.logging();
+        let result = self.read_into(&client, ctx, out).await;
+        if result.is_ok() {
+            super::grist_connection::remember_reads(ctx, &log);
+        }
+        result
+    }
+
+    async fn unchanged_since(&self, _ctx: &StepContext, memo: &str) -> Result<bool, StepError> {
+        Ok(self.client.unchanged_since(memo).await?)
+    }
+}
+
+impl DataModelExtract {
+    /// The extract proper, reading through `client` (which records what it reads).
+    async fn read_into(
+        &self,
+        client: &GristClient,
         _ctx: &StepContext,
         out: &mut dyn SnapshotSink,
     ) -> Result<(), StepError> {
         // Read everything first: a failure on any table writes nothing and deletes nothing.
-        let tables = read(&self.client, &self.doc).await?;
+        let tables = read(client, &self.doc).await?;
         for (table, rows) in tables {
             out.write(table, rows).await?;
         }

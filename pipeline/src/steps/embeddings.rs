@@ -445,8 +445,14 @@ mod tests {
         );
         // The local provider's vectors come from that folder: it is its identity.
         assert_ne!(
-            identity_with(&[("EMBEDDINGS_PROVIDER", "local"), ("EMBEDDINGS_MODEL_DIR", "/a")]),
-            identity_with(&[("EMBEDDINGS_PROVIDER", "local"), ("EMBEDDINGS_MODEL_DIR", "/b")])
+            identity_with(&[
+                ("EMBEDDINGS_PROVIDER", "local"),
+                ("EMBEDDINGS_MODEL_DIR", "/a")
+            ]),
+            identity_with(&[
+                ("EMBEDDINGS_PROVIDER", "local"),
+                ("EMBEDDINGS_MODEL_DIR", "/b")
+            ])
         );
         // A changed model re-embeds.
         assert_ne!(

@@ -297,12 +297,13 @@ pub struct GraphExtract {
 impl GraphExtract {
     async fn load_anchor(
         &self,
+        client: &GristClient,
         noun: &str,
         table: &str,
         ctx: &StepContext,
     ) -> Result<AnchorTable, StepError> {
-        let columns = self.client.columns(&self.data_doc, table).await?;
-        let mut records = self.client.records(&self.data_doc, table).await?;
+        let columns = client.columns(&self.data_doc, table).await?;
+        let mut records = client.records(&self.data_doc, table).await?;
         records.sort_by_key(|r| r.id);
         let id_column = format!("{noun}_id");
         let mut node_of_row = HashMap::with_capacity(records.len());
@@ -352,8 +353,29 @@ impl Extract for GraphExtract {
         ctx: &StepContext,
         out: &mut dyn SnapshotSink,
     ) -> Result<(), StepError> {
-        let model = Model::from_rows(&data_model::read(&self.client, &self.data_model_doc).await?);
-        let tables = self.client.tables(&self.data_doc).await?;
+        let (client, log) = self.client.logging();
+        let result = self.read_into(&client, ctx, out).await;
+        if result.is_ok() {
+            super::grist_connection::remember_reads(ctx, &log);
+        }
+        result
+    }
+
+    async fn unchanged_since(&self, _ctx: &StepContext, memo: &str) -> Result<bool, StepError> {
+        Ok(self.client.unchanged_since(memo).await?)
+    }
+}
+
+impl GraphExtract {
+    /// The extract proper, reading through `client` (which records what it reads).
+    async fn read_into(
+        &self,
+        client: &GristClient,
+        ctx: &StepContext,
+        out: &mut dyn SnapshotSink,
+    ) -> Result<(), StepError> {
+        let model = Model::from_rows(&data_model::read(client, &self.data_model_doc).await?);
+        let tables = client.tables(&self.data_doc).await?;
 
         let mut anchor_tables = Vec::new();
         let mut link_tables = Vec::new();
@@ -378,21 +400,14 @@ impl Extract for GraphExtract {
         // Nodes.
         let mut anchors: HashMap<String, AnchorTable> = HashMap::new();
         for (noun, table) in &anchor_tables {
-            let loaded = self.load_anchor(noun, table, ctx).await?;
+            let loaded = self.load_anchor(client, noun, table, ctx).await?;
             anchors.insert(noun.clone(), loaded);
         }
         let mut displays = Displays {
             by_table: HashMap::new(),
         };
         for a in anchors.values() {
-            Displays::load(
-                &self.client,
-                &self.data_doc,
-                &anchors,
-                &a.columns,
-                &mut displays,
-            )
-            .await?;
+            Displays::load(client, &self.data_doc, &anchors, &a.columns, &mut displays).await?;
         }
         let mut nodes: HashMap<String, HashSet<String>> = HashMap::new();
         for a in anchors.values() {
@@ -482,13 +497,13 @@ impl Extract for GraphExtract {
 
         // Edges from link tables.
         for (link, table) in &link_tables {
-            let columns = self.client.columns(&self.data_doc, table).await?;
+            let columns = client.columns(&self.data_doc, table).await?;
             let helper_of = csv_header_to_column(&columns);
             let types: HashMap<&str, ColumnType> = columns
                 .iter()
                 .map(|c| (c.id.as_str(), c.column_type()))
                 .collect();
-            let mut csv = self.client.csv(&self.data_doc, table).await?;
+            let mut csv = client.csv(&self.data_doc, table).await?;
             let headers: Vec<String> = csv
                 .headers()
                 .await?

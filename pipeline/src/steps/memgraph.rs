@@ -27,6 +27,8 @@ use graph::client::Statement;
 use graph::cypher::{self, check_name};
 use graph::{bolt, Dialect, GraphClient, GraphConfig, GraphError};
 
+use super::memgraph_seen::{self, Elements};
+
 /// The connection every graph step shares the settings of, and the database for drift checks.
 pub struct GraphConnection {
     config: GraphConfig,
@@ -97,7 +99,7 @@ impl GraphConnection {
     }
 }
 
-fn graph_error(e: GraphError) -> StepError {
+pub(super) fn graph_error(e: GraphError) -> StepError {
     match e {
         GraphError::Transient { .. } => StepError::transient(e.to_string()).with_source(e),
         GraphError::Rejected { .. } => StepError::data(e.to_string()).with_source(e),
@@ -105,7 +107,7 @@ fn graph_error(e: GraphError) -> StepError {
     }
 }
 
-fn sql_error(e: sqlx::Error) -> StepError {
+pub(super) fn sql_error(e: sqlx::Error) -> StepError {
     StepError::transient(format!("reading the tables to compare with the graph: {e}"))
 }
 
@@ -309,12 +311,11 @@ impl Transform for IndexStep {
     async fn drifted(&self, _ctx: &StepContext) -> Result<bool, StepError> {
         let graph = self.connection.client().await?;
         let pool = self.connection.pool().await?;
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM nodes")
+        let rows: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM nodes)")
             .fetch_one(pool)
             .await
             .map_err(sql_error)?;
-        let nodes = graph.node_counts().await.map_err(graph_error)?;
-        Ok(rows > 0 && nodes.is_empty())
+        Ok(rows && !graph.has_nodes().await.map_err(graph_error)?)
     }
 
     async fn process(
@@ -479,6 +480,12 @@ impl Transform for NodeSink {
     }
 
     async fn drifted(&self, ctx: &StepContext) -> Result<bool, StepError> {
+        if let Some(memo) = &ctx.memo {
+            let graph = self.connection.client().await?;
+            if let Some(same) = memgraph_seen::unchanged(graph, Elements::Nodes, memo).await? {
+                return Ok(!same);
+            }
+        }
         let drift = self.drift(&ctx.step, Against::Written).await?;
         if !drift.is_empty() {
             tracing::warn!(
@@ -488,6 +495,16 @@ impl Transform for NodeSink {
             );
         }
         Ok(!drift.is_empty())
+    }
+
+    async fn finished(&self, ctx: &StepContext, keys_processed: u64) -> Result<(), StepError> {
+        let repaired = ctx.counters.snapshot().contains_key("drift_repaired");
+        if keys_processed > 0 || repaired || ctx.memo.is_none() {
+            let graph = self.connection.client().await?;
+            let pool = self.connection.pool().await?;
+            memgraph_seen::remember(ctx, pool, graph, Elements::Nodes).await?;
+        }
+        Ok(())
     }
 
     async fn process(
@@ -592,6 +609,12 @@ impl Transform for EdgeSink {
     }
 
     async fn drifted(&self, ctx: &StepContext) -> Result<bool, StepError> {
+        if let Some(memo) = &ctx.memo {
+            let graph = self.connection.client().await?;
+            if let Some(same) = memgraph_seen::unchanged(graph, Elements::Edges, memo).await? {
+                return Ok(!same);
+            }
+        }
         let drift = self.drift(&ctx.step, Against::Written).await?;
         if !drift.is_empty() {
             tracing::warn!(
@@ -600,6 +623,16 @@ impl Transform for EdgeSink {
             );
         }
         Ok(!drift.is_empty())
+    }
+
+    async fn finished(&self, ctx: &StepContext, keys_processed: u64) -> Result<(), StepError> {
+        let repaired = ctx.counters.snapshot().contains_key("drift_repaired");
+        if keys_processed > 0 || repaired || ctx.memo.is_none() {
+            let graph = self.connection.client().await?;
+            let pool = self.connection.pool().await?;
+            memgraph_seen::remember(ctx, pool, graph, Elements::Edges).await?;
+        }
+        Ok(())
     }
 
     async fn process(

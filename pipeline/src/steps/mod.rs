@@ -6,5 +6,6 @@ pub mod embeddings;
 pub mod graph;
 pub mod grist_connection;
 pub mod memgraph;
+pub mod memgraph_seen;
 pub mod normalize;
 pub mod test_set;

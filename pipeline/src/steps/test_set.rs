@@ -31,12 +31,33 @@ impl Extract for TestSetExtract {
 
     async fn extract(
         &self,
+        ctx: &StepContext,
+        out: &mut dyn SnapshotSink,
+    ) -> Result<(), StepError> {
+        let (client, log) = self.client.logging();
+        let result = self.read_into(&client, ctx, out).await;
+        if result.is_ok() {
+            super::grist_connection::remember_reads(ctx, &log);
+        }
+        result
+    }
+
+    async fn unchanged_since(&self, _ctx: &StepContext, memo: &str) -> Result<bool, StepError> {
+        Ok(self.client.unchanged_since(memo).await?)
+    }
+}
+
+impl TestSetExtract {
+    /// The extract proper, reading through `client` (which records what it reads).
+    async fn read_into(
+        &self,
+        client: &GristClient,
         _ctx: &StepContext,
         out: &mut dyn SnapshotSink,
     ) -> Result<(), StepError> {
-        let columns = self.client.columns(&self.doc, &self.table).await?;
+        let columns = client.columns(&self.doc, &self.table).await?;
         let helper_of = csv_header_to_column(&columns);
-        let mut csv = self.client.csv(&self.doc, &self.table).await?;
+        let mut csv = client.csv(&self.doc, &self.table).await?;
         let headers: Vec<String> = csv
             .headers()
             .await?

@@ -1,0 +1,118 @@
+//! What a graph sink saw of the graph at the end of its last complete run, and the cheap drift
+//! check it allows.
+//!
+//! At the end of a run that wrote anything, a sink counts, in the graph, the nodes of each label
+//! (the edges of each type) it has written, and remembers the counts as the step's memo. The next
+//! run's drift check counts those labels (types) again: one count per name, no scan of the
+//! tables. Any difference (a graph emptied by a restart, nodes another writer removed or added)
+//! is drift, and the step reprocesses every key. Without a memo (the first run, or after a run
+//! that did not complete), the sink compares the graph with its tables in full instead.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use etl_core::{StepContext, StepError};
+use graph::cypher::check_name;
+use graph::GraphClient;
+
+use super::memgraph::{graph_error, sql_error};
+
+/// Which of the graph's elements a sink writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elements {
+    /// Nodes, by label (the `node_type` of its keys).
+    Nodes,
+    /// Edges, by type (the `edge_label` of its keys).
+    Edges,
+}
+
+impl Elements {
+    fn name_column(self) -> &'static str {
+        match self {
+            Elements::Nodes => "node_type",
+            Elements::Edges => "edge_label",
+        }
+    }
+
+    async fn count(self, graph: &GraphClient, name: &str) -> Result<i64, StepError> {
+        match self {
+            Elements::Nodes => graph.count_nodes_with_label(name).await,
+            Elements::Edges => graph.count_edges_of_type(name).await,
+        }
+        .map_err(graph_error)
+    }
+}
+
+/// The memo's shape (JSON).
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Seen {
+    v: u32,
+    counts: BTreeMap<String, i64>,
+}
+
+const SEEN_VERSION: u32 = 1;
+
+/// Whether the graph still holds what `memo` says the sink saw; `None` when the memo is
+/// unreadable (the caller then checks in full).
+pub async fn unchanged(
+    graph: &GraphClient,
+    elements: Elements,
+    memo: &str,
+) -> Result<Option<bool>, StepError> {
+    let Ok(seen) = serde_json::from_str::<Seen>(memo) else {
+        return Ok(None);
+    };
+    if seen.v != SEEN_VERSION {
+        return Ok(None);
+    }
+    for (name, expected) in &seen.counts {
+        let now = elements.count(graph, name).await?;
+        if now != *expected {
+            tracing::warn!(
+                elements = ?elements,
+                expected,
+                in_graph = now,
+                "the graph changed since the sink's last run"
+            );
+            return Ok(Some(false));
+        }
+    }
+    Ok(Some(true))
+}
+
+/// Counts, in the graph, every label (type) among the keys the sink has written, and remembers
+/// the counts for the next run's check.
+pub async fn remember(
+    ctx: &StepContext,
+    pool: &PgPool,
+    graph: &GraphClient,
+    elements: Elements,
+) -> Result<(), StepError> {
+    let sql = format!(
+        "SELECT DISTINCT {name} FROM {keys} WHERE is_success",
+        name = etl_postgres::ident::quote_ident(elements.name_column()),
+        keys = etl_postgres::schema::keys_table(&ctx.step),
+    );
+    let names: Vec<String> = sqlx::query_scalar(&sql)
+        .fetch_all(pool)
+        .await
+        .map_err(sql_error)?;
+    let mut counts = BTreeMap::new();
+    for name in names {
+        // A name the graph cannot hold was never written (its keys failed).
+        if check_name(&name, "name").is_err() {
+            continue;
+        }
+        let n = elements.count(graph, &name).await?;
+        counts.insert(name, n);
+    }
+    let memo = serde_json::to_string(&Seen {
+        v: SEEN_VERSION,
+        counts,
+    })
+    .map_err(|e| StepError::fatal(format!("writing the sink's memo: {e}")))?;
+    ctx.remember(memo);
+    Ok(())
+}
