@@ -358,12 +358,21 @@ async fn main() {
         };
         measure(command(&["migrate"])).await;
 
-        // Plain downloads of the same tables' CSVs, for the ratio.
+        // Plain downloads of the CSVs of every table the run reads, one after another, for
+        // the ratio.
         let started = Instant::now();
         for (doc, table) in [
+            ("bench-data-model", "Anchors"),
+            ("bench-data-model", "Anchor_attributes"),
+            ("bench-data-model", "Links"),
+            ("bench-data-model", "Link_attributes"),
+            ("bench-data-model", "Queries"),
+            ("bench-data-model", "Prompts"),
+            ("bench-data-model", "ConversationLifecycle"),
             ("bench-data", "Anchor_person"),
             ("bench-data", "Anchor_interest"),
             ("bench-data", "Link_person_has_interest"),
+            ("bench-test-set", "Gds"),
         ] {
             let body = reqwest::get(format!(
                 "{grist}/api/docs/{doc}/download/csv?tableId={table}&header=colId"
@@ -396,6 +405,11 @@ async fn main() {
             if phase == "no change" {
                 no_op = m.wall;
             }
+            // The run's own summary, per step, for reading the figures.
+            let _ = std::fs::write(
+                work.join(format!("run-{}.txt", phase.replace([' ', '%'], "-"))),
+                &m.stdout,
+            );
             let (rows, graph_writes) = written(&m.stdout);
             println!(
                 "| {} | {phase} | {:.2} | {:.0} | {rows} | {} | {graph_writes} |",
