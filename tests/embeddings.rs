@@ -273,3 +273,63 @@ async fn step_embeddings_runs_nodes_and_edges_and_a_new_model_re_embeds_everythi
     assert_eq!(r.code, Some(0), "{r}");
     assert_eq!(s.model.texts().len() as i64, DEMO_TEXTS);
 }
+
+/// The oid of the HNSW index of `rag_anchor_embeddings` (0 when there is none).
+async fn anchor_index_oid(s: &Setup) -> i64 {
+    s.count("SELECT coalesce((SELECT to_regclass('rag_anchor_embeddings_hnsw')::oid::bigint), 0)")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_load_builds_the_vector_index_after_the_rows_even_after_a_killed_run() {
+    let s = Setup::demo().await;
+    let bulk = [("EMBEDDINGS_BULK_LOAD_FROM", "10")];
+    let before = anchor_index_oid(&s).await;
+    assert_ne!(before, 0, "the migration made the index");
+
+    // A first load of 49 texts is a bulk load: the index is set aside and made again.
+    let r = s.etl(&["run"], &bulk).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    let after = anchor_index_oid(&s).await;
+    assert_ne!(after, 0, "the index is back");
+    assert_ne!(
+        after, before,
+        "the index was made again over the loaded rows"
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM etl.deferred_indexes").await,
+        0
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM rag_anchor_embeddings").await,
+        DEMO_TEXTS
+    );
+
+    // A run with nothing to do leaves the index alone.
+    let r = s.etl(&["run"], &bulk).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(anchor_index_oid(&s).await, after);
+
+    // What a run killed in the middle of a bulk load leaves: the index dropped, its definition
+    // recorded, the step's memo forgotten. The next run, even with nothing to embed, makes it.
+    s.db.execute(
+        "INSERT INTO etl.deferred_indexes (table_name, index_name, definition)
+         SELECT 'rag_anchor_embeddings', '\"public\".\"rag_anchor_embeddings_hnsw\"', pg_get_indexdef('rag_anchor_embeddings_hnsw'::regclass)",
+    )
+    .await;
+    s.db.execute("DROP INDEX rag_anchor_embeddings_hnsw").await;
+    s.db.execute("UPDATE etl.steps SET memo = NULL WHERE step = 'embed_nodes'")
+        .await;
+    let r = s.etl(&["run"], &bulk).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_ne!(anchor_index_oid(&s).await, 0, "{r}");
+    assert_eq!(
+        s.count("SELECT count(*) FROM etl.deferred_indexes").await,
+        0
+    );
+    assert_eq!(
+        s.model.texts().len() as i64,
+        DEMO_TEXTS,
+        "nothing embedded twice"
+    );
+}

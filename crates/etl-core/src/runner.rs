@@ -435,6 +435,7 @@ impl Runner {
             })
             .await?;
         }
+        transform.starting(ctx, capture.pending).await?;
         let worker = BatchWorker {
             store: self.store.clone(),
             pipeline: &self.pipeline,

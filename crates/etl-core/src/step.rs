@@ -293,6 +293,13 @@ pub trait Transform: Send + Sync {
         Ok(false)
     }
 
+    /// Called once the run knows its work and before its first batch, when there is any: a
+    /// step writing many rows can prepare for a bulk load (and undo that in
+    /// [`Transform::finished`]).
+    async fn starting(&self, _ctx: &StepContext, _pending_keys: u64) -> Result<(), StepError> {
+        Ok(())
+    }
+
     /// Called once every batch of the run committed (some keys may have failed), with the
     /// number of keys processed: the place to [`StepContext::remember`] the outside state.
     async fn finished(&self, _ctx: &StepContext, _keys_processed: u64) -> Result<(), StepError> {

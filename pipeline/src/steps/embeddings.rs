@@ -29,6 +29,8 @@ use embeddings::cache::text_hash;
 use embeddings::openai::{OpenAiConfig, OpenAiEmbedder};
 use embeddings::{embed_all, BatchLimits, EmbedError, Embedder, EmbeddingCache};
 use etl_core::config::Settings;
+
+use super::bulk_index;
 use etl_core::{
     BatchOutput, ErrorClass, InputBatch, Key, Row, StepContext, StepError, Transform, Value,
 };
@@ -105,8 +107,14 @@ pub struct EmbedStep {
     provider: ProviderConfig,
     limits: BatchLimits,
     database_url: Option<String>,
+    /// Keys from which a run is a bulk load (see [`bulk_index`]).
+    bulk_load_from_keys: u64,
+    pool: OnceCell<sqlx::PgPool>,
     ready: OnceCell<Ready>,
 }
+
+/// The embedding steps' memo: no vector index of the table is set aside.
+const INDEXES_IN_PLACE: &str = "vector indexes in place";
 
 /// What the first batch sets up: the model, the cache, and the checked dimension.
 struct Ready {
@@ -140,6 +148,7 @@ impl EmbedStep {
             ..BatchLimits::default()
         };
         let timeout = Duration::from_secs(settings.runtime_u64_or("timeout_secs", 60).max(1));
+        let bulk_load_from_keys = settings.runtime_u64_or("bulk_load_from_keys", 2000);
         // Every key is read whatever the provider, so that none is reported as unknown.
         let base_url = settings.runtime_string_or("base_url", "https://api.openai.com/v1");
         let api_key = settings.secret("api_key");
@@ -191,8 +200,30 @@ impl EmbedStep {
             provider,
             limits,
             database_url,
+            bulk_load_from_keys,
+            pool: OnceCell::new(),
             ready: OnceCell::new(),
         }
+    }
+
+    /// The step's own connections (the cache, the vector indexes).
+    async fn pool(&self) -> Result<&sqlx::PgPool, StepError> {
+        self.pool
+            .get_or_try_init(|| async {
+                let url = self.database_url.clone().ok_or_else(|| {
+                    StepError::fatal("the embedding cache needs the database: set DB_CONN_URI")
+                })?;
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect(&url)
+                    .await
+                    .map_err(|e| {
+                        StepError::transient(format!(
+                            "connecting to Postgres for the embedding cache: {e}"
+                        ))
+                    })
+            })
+            .await
     }
 
     /// Loads the model and checks its dimension against the table, once.
@@ -203,14 +234,7 @@ impl EmbedStep {
                     ProviderConfig::OpenAi(c) => Arc::new(OpenAiEmbedder::new(c.clone()).map_err(embed_error)?),
                     ProviderConfig::Local(dir) => load_local(dir)?,
                 };
-                let url = self.database_url.clone().ok_or_else(|| {
-                    StepError::fatal("the embedding cache needs the database: set DB_CONN_URI")
-                })?;
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(2)
-                    .connect(&url)
-                    .await
-                    .map_err(|e| StepError::transient(format!("connecting to Postgres for the embedding cache: {e}")))?;
+                let pool = self.pool().await?.clone();
                 let table = self.target.output();
                 let column: Option<String> = sqlx::query_scalar(
                     "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
@@ -286,6 +310,22 @@ impl Transform for EmbedStep {
 
     async fn check(&self) -> Result<(), StepError> {
         self.ready().await.map(|_| ())
+    }
+
+    async fn starting(&self, _ctx: &StepContext, pending_keys: u64) -> Result<(), StepError> {
+        if pending_keys < self.bulk_load_from_keys {
+            return Ok(());
+        }
+        bulk_index::defer(self.pool().await?, self.target.output(), pending_keys).await
+    }
+
+    async fn finished(&self, ctx: &StepContext, keys_processed: u64) -> Result<(), StepError> {
+        // The memo says the indexes are in place; a run that wrote (or died writing) forgot it.
+        if keys_processed > 0 || ctx.memo.as_deref() != Some(INDEXES_IN_PLACE) {
+            bulk_index::restore(self.pool().await?, self.target.output()).await?;
+        }
+        ctx.remember(INDEXES_IN_PLACE);
+        Ok(())
     }
 
     async fn process(

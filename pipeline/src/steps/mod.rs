@@ -1,5 +1,6 @@
 //! The concrete steps this binary offers, by the name `uses = "..."` gives in `pipelines.toml`.
 
+pub mod bulk_index;
 pub mod csv_files;
 pub mod data_model;
 pub mod embeddings;
