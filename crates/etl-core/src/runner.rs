@@ -742,7 +742,11 @@ pub struct SnapshotWriter {
     seen: BTreeMap<String, HashSet<[u8; 16]>>,
     counts: BTreeMap<String, TableCounts>,
     duplicates: u64,
+    in_flight: FuturesUnordered<tokio::task::JoinHandle<Result<(String, TableCounts), StepError>>>,
 }
+
+/// Batches of a snapshot compared and written at once, while the extract reads on.
+const FLUSHES_IN_FLIGHT: usize = 2;
 
 impl SnapshotWriter {
     fn new(
@@ -770,45 +774,96 @@ impl SnapshotWriter {
             seen,
             counts,
             duplicates: 0,
+            in_flight: FuturesUnordered::new(),
         }
     }
 
+    /// Sends a table's buffered rows to be compared and written, in the background: the
+    /// extract goes on reading while up to [`FLUSHES_IN_FLIGHT`] batches are looked up and
+    /// committed (their keys are distinct: duplicates never reach a buffer).
     async fn flush(&mut self, table: &str) -> Result<(), StepError> {
         let fresh = std::mem::take(self.buffers.get_mut(table).expect("output table"));
         if fresh.is_empty() {
             return Ok(());
         }
         let def = self.pipeline.tables[table].clone();
-        let keys: Vec<Key> = fresh.iter().map(|r| r.key.clone()).collect();
-        let stored = retry(&self.retry, "read stored hashes", || {
-            self.store.stored(&def, &keys)
-        })
-        .await?;
-        let d = diff(fresh, &stored, |_| false);
-        let c = self.counts.get_mut(table).expect("output table");
-        c.inserted += d.inserts.len() as u64;
-        c.updated += d.updates.len() as u64;
-        c.unchanged += d.unchanged as u64;
-        if !self.dry_run && !d.is_empty() {
-            let commit = Commit {
-                tables: vec![(table.to_string(), d)],
-                ..Commit::default()
-            };
-            retry(&self.retry, "write batch", || {
-                self.store.commit(&self.step, clone_commit(&commit))
-            })
-            .instrument(tracing::debug_span!("batch", table))
-            .await?;
+        let store = self.store.clone();
+        let step = self.step.clone();
+        let retry_policy = self.retry;
+        let dry_run = self.dry_run;
+        let table = table.to_string();
+        let span = tracing::debug_span!("batch", table = %table, rows = fresh.len());
+        self.in_flight.push(tokio::spawn(
+            async move {
+                let keys: Vec<Key> = fresh.iter().map(|r| r.key.clone()).collect();
+                let started = Instant::now();
+                let stored = retry(&retry_policy, "read stored hashes", || {
+                    store.stored(&def, &keys)
+                })
+                .await?;
+                tracing::debug!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "stored hashes read"
+                );
+                let d = diff(fresh, &stored, |_| false);
+                let counts = TableCounts {
+                    inserted: d.inserts.len() as u64,
+                    updated: d.updates.len() as u64,
+                    unchanged: d.unchanged as u64,
+                    deleted: 0,
+                };
+                if !dry_run && !d.is_empty() {
+                    let commit = Commit {
+                        tables: vec![(table.clone(), d)],
+                        ..Commit::default()
+                    };
+                    retry(&retry_policy, "write batch", || {
+                        store.commit(&step, clone_commit(&commit))
+                    })
+                    .await?;
+                }
+                Ok((table, counts))
+            }
+            .instrument(span),
+        ));
+        while self.in_flight.len() > FLUSHES_IN_FLIGHT {
+            self.settle_one().await?;
         }
         Ok(())
     }
 
+    /// Waits for one background flush and adds up its counts.
+    async fn settle_one(&mut self) -> Result<(), StepError> {
+        let Some(done) = self.in_flight.next().await else {
+            return Ok(());
+        };
+        let (table, counts) =
+            done.map_err(|e| StepError::fatal(format!("writing a batch panicked: {e}")))??;
+        let c = self.counts.get_mut(&table).expect("output table");
+        c.inserted += counts.inserted;
+        c.updated += counts.updated;
+        c.unchanged += counts.unchanged;
+        Ok(())
+    }
+
+    /// Flushes every buffer and waits for every background flush.
     async fn flush_all(&mut self) -> Result<(), StepError> {
         let tables: Vec<String> = self.buffers.keys().cloned().collect();
+        let mut first_error = None;
         for t in tables {
-            self.flush(&t).await?;
+            if let Err(e) = self.flush(&t).await {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        while !self.in_flight.is_empty() {
+            if let Err(e) = self.settle_one().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The snapshot is complete: delete what it no longer holds, within the mass-delete guard.
@@ -832,6 +887,12 @@ impl SnapshotWriter {
                 missing += keys.iter().filter(|k| !seen.contains(&k.digest())).count() as u64;
                 after = Some(last);
             }
+            tracing::debug!(
+                table,
+                live,
+                missing,
+                "snapshot compared with the stored keys"
+            );
             if missing == 0 {
                 continue;
             }
