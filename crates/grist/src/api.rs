@@ -112,9 +112,48 @@ pub struct RecordList {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Record {
     pub id: i64,
-    pub fields: BTreeMap<String, serde_json::Value>,
+    pub fields: Fields,
     #[serde(default)]
     pub errors: BTreeMap<String, serde_json::Value>,
+}
+
+/// A record's cells by column id, kept as a list: a table of a few hundred thousand records
+/// holds one per record, and a list of a few cells takes a fraction of a map's memory.
+#[derive(Debug, Clone, Default)]
+pub struct Fields(Vec<(String, serde_json::Value)>);
+
+impl Fields {
+    pub fn get(&self, column: &str) -> Option<&serde_json::Value> {
+        self.0.iter().find(|(c, _)| c == column).map(|(_, v)| v)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &serde_json::Value)> {
+        self.0.iter().map(|(c, v)| (c, v))
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a record's fields (an object)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields, A::Error> {
+                let mut cells = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((column, value)) = map.next_entry::<String, serde_json::Value>()? {
+                    cells.push((column, value));
+                }
+                cells.shrink_to_fit();
+                Ok(Fields(cells))
+            }
+        }
+        d.deserialize_map(FieldsVisitor)
+    }
 }
 
 /// Maps the `gristHelper_Display*` headers of a `header=colId` CSV back to the Ref columns they

@@ -80,8 +80,10 @@ pub async fn defer(pool: &PgPool, table: &str, pending: u64) -> Result<(), StepE
 }
 
 /// Makes again every vector index of `table` that a run set aside (this run's or a run that
-/// died), and forgets it.
-pub async fn restore(pool: &PgPool, table: &str) -> Result<(), StepError> {
+/// died), and forgets it. `build_memory` is the `maintenance_work_mem` for the build (e.g.
+/// `512MB`): an HNSW build whose graph does not fit in it is several times slower (300,000
+/// vectors of 256 dimensions: over 10 minutes with Postgres's default 64MB).
+pub async fn restore(pool: &PgPool, table: &str, build_memory: &str) -> Result<(), StepError> {
     let deferred: Vec<(String, String)> = sqlx::query_as(
         "SELECT index_name, definition FROM etl.deferred_indexes WHERE table_name = $1",
     )
@@ -101,6 +103,17 @@ pub async fn restore(pool: &PgPool, table: &str) -> Result<(), StepError> {
             .await
             .map_err(|e| sql_error("looking up a vector index", table, e))?;
         if !exists {
+            if !build_memory.is_empty() {
+                sqlx::query("SELECT set_config('maintenance_work_mem', $1, true)")
+                    .bind(build_memory)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        StepError::fatal(format!(
+                            "index_build_memory `{build_memory}` is not a memory size Postgres accepts (e.g. 512MB): {e}"
+                        ))
+                    })?;
+            }
             // The definition is Postgres's own text for the index (pg_get_indexdef).
             sqlx::query(&definition)
                 .execute(&mut *tx)

@@ -30,6 +30,7 @@ use grist::{Column, ColumnType, GristClient, Record};
 
 use super::data_model;
 
+/// Rows handed to the snapshot at a time.
 const EDGE_BATCH: usize = 5000;
 
 /// A link of the data model.
@@ -443,6 +444,9 @@ impl GraphExtract {
                         .with("node_type", a.noun.as_str())
                         .with("attributes", J::Object(attributes)),
                 );
+                if batch.len() >= EDGE_BATCH {
+                    out.write("grist_nodes", std::mem::take(&mut batch)).await?;
+                }
             }
             out.write("grist_nodes", batch).await?;
         }
