@@ -868,25 +868,17 @@ impl SnapshotWriter {
 
     /// The snapshot is complete: delete what it no longer holds, within the mass-delete guard.
     async fn finish(&mut self, allow_mass_delete: bool) -> Result<(), StepError> {
-        let page = 10_000;
         for table in self.step.outputs.clone() {
             let def = self.pipeline.tables[&table].clone();
             let seen = &self.seen[&table];
-            // First pass: count, so that the guard decides before anything is deleted.
-            let (mut live, mut missing) = (0u64, 0u64);
-            let mut after: Option<Key> = None;
-            loop {
-                let keys = retry(&self.retry, "list stored keys", || {
-                    self.store.live_keys(&def, after.as_ref(), page)
-                })
-                .await?;
-                let Some(last) = keys.last().cloned() else {
-                    break;
-                };
-                live += keys.len() as u64;
-                missing += keys.iter().filter(|k| !seen.contains(&k.digest())).count() as u64;
-                after = Some(last);
-            }
+            // One pass over the stored keys, counting first, so that the guard decides before
+            // anything is deleted.
+            let in_snapshot = |k: &Key| seen.contains(&k.digest());
+            let (live, gone) = retry(&self.retry, "list stored keys", || {
+                self.store.live_keys_not_in(&def, &in_snapshot)
+            })
+            .await?;
+            let missing = gone.len() as u64;
             tracing::debug!(
                 table,
                 live,
@@ -909,36 +901,21 @@ impl SnapshotWriter {
             if self.dry_run {
                 continue;
             }
-            let mut after: Option<Key> = None;
-            loop {
-                let keys = retry(&self.retry, "list stored keys", || {
-                    self.store.live_keys(&def, after.as_ref(), page)
+            for chunk in gone.chunks(self.step.batch_size) {
+                let commit = Commit {
+                    tables: vec![(
+                        table.clone(),
+                        TableDiff {
+                            deletes: chunk.to_vec(),
+                            ..TableDiff::default()
+                        },
+                    )],
+                    ..Commit::default()
+                };
+                retry(&self.retry, "delete vanished rows", || {
+                    self.store.commit(&self.step, clone_commit(&commit))
                 })
                 .await?;
-                let Some(last) = keys.last().cloned() else {
-                    break;
-                };
-                after = Some(last);
-                let gone: Vec<Key> = keys
-                    .into_iter()
-                    .filter(|k| !seen.contains(&k.digest()))
-                    .collect();
-                for chunk in gone.chunks(self.step.batch_size) {
-                    let commit = Commit {
-                        tables: vec![(
-                            table.clone(),
-                            TableDiff {
-                                deletes: chunk.to_vec(),
-                                ..TableDiff::default()
-                            },
-                        )],
-                        ..Commit::default()
-                    };
-                    retry(&self.retry, "delete vanished rows", || {
-                        self.store.commit(&self.step, clone_commit(&commit))
-                    })
-                    .await?;
-                }
             }
         }
         Ok(())

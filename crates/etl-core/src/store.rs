@@ -172,13 +172,13 @@ pub trait Store: Send + Sync {
         producers: &[Key],
     ) -> Result<HashMap<Key, Stored>, StoreError>;
 
-    /// Live keys in key order after `after`, at most `limit`.
-    async fn live_keys(
+    /// In one pass over the live keys of `table` (in any order): how many there are, and those
+    /// for which `keep` is false.
+    async fn live_keys_not_in(
         &self,
         table: &TableDef,
-        after: Option<&Key>,
-        limit: usize,
-    ) -> Result<Vec<Key>, StoreError>;
+        keep: &(dyn for<'k> Fn(&'k Key) -> bool + Sync),
+    ) -> Result<(u64, Vec<Key>), StoreError>;
 
     async fn count_live(&self, table: &TableDef) -> Result<u64, StoreError>;
 

@@ -605,21 +605,29 @@ impl Store for PgStore {
         stored_rows(rows, width, &table.name)
     }
 
-    async fn live_keys(
+    async fn live_keys_not_in(
         &self,
         table: &TableDef,
-        after: Option<&Key>,
-        limit: usize,
-    ) -> Result<Vec<Key>, StoreError> {
-        self.page_of_keys(
-            &meta_table(&table.name),
-            &table.primary_key,
-            "delete_ts IS NULL",
-            after,
-            limit,
-            &format!("listing keys of `{}`", table.name),
-        )
-        .await
+        keep: &(dyn for<'k> Fn(&'k Key) -> bool + Sync),
+    ) -> Result<(u64, Vec<Key>), StoreError> {
+        use futures::TryStreamExt;
+        let width = table.primary_key.len();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE delete_ts IS NULL",
+            column_list(&table.primary_key, None),
+            meta_table(&table.name)
+        );
+        let what = || format!("listing keys of `{}`", table.name);
+        let mut rows = sqlx::query(&sql).fetch(&self.pool);
+        let (mut live, mut gone) = (0u64, Vec::new());
+        while let Some(row) = rows.try_next().await.map_err(|e| db(what(), e))? {
+            let key = key_of(&row, width).map_err(|e| db(what(), e))?;
+            live += 1;
+            if !keep(&key) {
+                gone.push(key);
+            }
+        }
+        Ok((live, gone))
     }
 
     async fn count_live(&self, table: &TableDef) -> Result<u64, StoreError> {
