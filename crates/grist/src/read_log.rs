@@ -41,7 +41,7 @@ struct LogState {
 #[derive(Debug, Serialize, Deserialize)]
 struct Memo {
     v: u32,
-    /// `[request, blake3 hex of the answer]`, in request order.
+    /// `[request, blake3 hex of the answer]`, sorted by request.
     reads: Vec<(String, String)>,
 }
 
@@ -116,5 +116,33 @@ impl GristClient {
             }
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memo_is_made_only_of_finished_and_consistent_reads() {
+        let log = ReadLog::default();
+        assert_eq!(log.memo(), None, "nothing read, nothing to remember");
+
+        log.opened();
+        log.finished("/api/docs/d/tables", blake3::hash(b"a"));
+        log.opened();
+        assert_eq!(log.memo(), None, "a read still open (an abandoned stream)");
+        log.finished("/api/docs/d/download/csv?tableId=T", blake3::hash(b"b"));
+        let memo = log.memo().expect("every read finished");
+        assert!(memo.contains("/api/docs/d/tables") && memo.contains("tableId=T"));
+
+        // The same question read again with the same answer changes nothing...
+        log.opened();
+        log.finished("/api/docs/d/tables", blake3::hash(b"a"));
+        assert_eq!(log.memo(), Some(memo));
+        // ...with another answer, the source changed during the run: no memo.
+        log.opened();
+        log.finished("/api/docs/d/tables", blake3::hash(b"changed"));
+        assert_eq!(log.memo(), None);
     }
 }
