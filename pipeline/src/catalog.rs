@@ -22,6 +22,7 @@ use etl_core::dag::{Built, Catalog};
 use etl_core::step::{BuiltStep, StepImpl};
 
 use crate::steps::embeddings::{EmbedStep, Target};
+use crate::steps::grist_connection::Remembering;
 use crate::steps::memgraph::{EdgeSink, GraphConnection, IndexStep, NodeSink};
 use crate::steps::{csv_files, data_model, graph, grist_connection, normalize, test_set};
 
@@ -95,7 +96,7 @@ impl Catalog for EtlCatalog {
                 if !expect_outputs(step, settings, &data_model::output_tables()) {
                     return Built::Invalid;
                 }
-                extract(data_model::DataModelExtract { client, doc }, 1)
+                extract(Remembering(data_model::DataModelExtract { client, doc }), 1)
             }
             "grist.graph" => {
                 let client = grist_connection::client(settings);
@@ -109,11 +110,11 @@ impl Catalog for EtlCatalog {
                     return Built::Invalid;
                 }
                 extract(
-                    graph::GraphExtract {
+                    Remembering(graph::GraphExtract {
                         client,
                         data_model_doc,
                         data_doc,
-                    },
+                    }),
                     1,
                 )
             }
@@ -124,7 +125,10 @@ impl Catalog for EtlCatalog {
                 if !expect_outputs(step, settings, &["eval_gds".into()]) {
                     return Built::Invalid;
                 }
-                extract(test_set::TestSetExtract { client, doc, table }, 1)
+                extract(
+                    Remembering(test_set::TestSetExtract { client, doc, table }),
+                    1,
+                )
             }
             "kg.normalize_nodes" => transform(normalize::NormalizeNodes, 1),
             "kg.normalize_edges" => transform(normalize::NormalizeEdges, 1),

@@ -410,7 +410,7 @@ impl Runner {
             tracing::warn!(
                 "the step's outside state drifted from what it wrote: reprocessing every key"
             );
-            ctx.counters.add("drift_repaired", 1);
+            ctx.counters.add(DRIFT_REPAIRED, 1);
         }
         let full = opts.full_refresh || drifted;
         let capture = retry(&opts.retry, "capture changes", || {
@@ -519,6 +519,10 @@ impl Runner {
         }
     }
 }
+
+/// The counter a step's report carries when its drift check found drift and every key was
+/// reprocessed.
+pub const DRIFT_REPAIRED: &str = "drift_repaired";
 
 /// A drift check started early (see [`Runner::start_drift_checks`]).
 type DriftCheck = tokio::task::JoinHandle<Result<bool, StepError>>;

@@ -182,10 +182,12 @@ impl GraphClient {
             .collect())
     }
 
+    /// Sums column `n` of a counting statement's rows, by the name in column `key` (all under
+    /// `""` without one).
     async fn counts(
         &self,
         text: &str,
-        key: &str,
+        key: Option<&str>,
         what: &str,
     ) -> Result<BTreeMap<String, i64>, GraphError> {
         retry(&self.retry, what, || async {
@@ -196,10 +198,13 @@ impl GraphClient {
                 .map_err(|e| classify(what, e))?;
             let mut out = BTreeMap::new();
             while let Some(row) = stream.next().await.map_err(|e| classify(what, e))? {
-                let name: String = row.get(key).map_err(|e| GraphError::Rejected {
-                    what: what.into(),
-                    message: e.to_string(),
-                })?;
+                let name: String = match key {
+                    Some(key) => row.get(key).map_err(|e| GraphError::Rejected {
+                        what: what.into(),
+                        message: e.to_string(),
+                    })?,
+                    None => String::new(),
+                };
                 let n: i64 = row.get("n").map_err(|e| GraphError::Rejected {
                     what: what.into(),
                     message: e.to_string(),
@@ -212,13 +217,21 @@ impl GraphClient {
     }
 
     pub async fn node_counts(&self) -> Result<BTreeMap<String, i64>, GraphError> {
-        self.counts(cypher::COUNT_NODES_BY_LABEL, "label", "counting nodes")
-            .await
+        self.counts(
+            cypher::COUNT_NODES_BY_LABEL,
+            Some("label"),
+            "counting nodes",
+        )
+        .await
     }
 
     pub async fn edge_counts(&self) -> Result<BTreeMap<String, i64>, GraphError> {
-        self.counts(cypher::COUNT_EDGES_BY_TYPE, "edge_type", "counting edges")
-            .await
+        self.counts(
+            cypher::COUNT_EDGES_BY_TYPE,
+            Some("edge_type"),
+            "counting edges",
+        )
+        .await
     }
 
     /// Whether the graph has any node at all.
@@ -245,22 +258,7 @@ impl GraphClient {
     }
 
     async fn count(&self, text: &str, what: &str) -> Result<i64, GraphError> {
-        retry(&self.retry, what, || async {
-            let mut stream = self
-                .graph
-                .execute(query(text))
-                .await
-                .map_err(|e| classify(what, e))?;
-            let mut n = 0;
-            while let Some(row) = stream.next().await.map_err(|e| classify(what, e))? {
-                n += row.get::<i64>("n").map_err(|e| GraphError::Rejected {
-                    what: what.into(),
-                    message: e.to_string(),
-                })?;
-            }
-            Ok(n)
-        })
-        .await
+        Ok(self.counts(text, None, what).await?.values().sum())
     }
 
     /// Which of `ids` exist as nodes with `label`.

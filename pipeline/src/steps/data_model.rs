@@ -12,9 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 
 use etl_core::step::SnapshotSink;
-use etl_core::{Extract, Row, StepContext, StepError, Value};
+use etl_core::{Row, StepContext, StepError, Value};
 use grist::api::csv_header_to_column;
 use grist::{Column, ColumnType, GristClient};
+
+use super::grist_connection::GristRead;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -268,33 +270,17 @@ pub struct DataModelExtract {
 }
 
 #[async_trait]
-impl Extract for DataModelExtract {
+impl GristRead for DataModelExtract {
+    fn client(&self) -> &GristClient {
+        &self.client
+    }
+
     async fn check(&self) -> Result<(), StepError> {
         self.client.tables(&self.doc).await?;
         Ok(())
     }
 
-    async fn extract(
-        &self,
-        ctx: &StepContext,
-        out: &mut dyn SnapshotSink,
-    ) -> Result<(), StepError> {
-        let (client, log) = self.client.logging();
-        let result = self.read_into(&client, ctx, out).await;
-        if result.is_ok() {
-            super::grist_connection::remember_reads(ctx, &log);
-        }
-        result
-    }
-
-    async fn unchanged_since(&self, _ctx: &StepContext, memo: &str) -> Result<bool, StepError> {
-        Ok(self.client.unchanged_since(memo).await?)
-    }
-}
-
-impl DataModelExtract {
-    /// The extract proper, reading through `client` (which records what it reads).
-    async fn read_into(
+    async fn read_snapshot(
         &self,
         client: &GristClient,
         _ctx: &StepContext,

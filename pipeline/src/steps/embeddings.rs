@@ -213,19 +213,8 @@ impl EmbedStep {
     /// The step's own connections (the cache, the vector indexes).
     async fn pool(&self) -> Result<&sqlx::PgPool, StepError> {
         self.pool
-            .get_or_try_init(|| async {
-                let url = self.database_url.clone().ok_or_else(|| {
-                    StepError::fatal("the embedding cache needs the database: set DB_CONN_URI")
-                })?;
-                sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(2)
-                    .connect(&url)
-                    .await
-                    .map_err(|e| {
-                        StepError::transient(format!(
-                            "connecting to Postgres for the embedding cache: {e}"
-                        ))
-                    })
+            .get_or_try_init(|| {
+                super::step_database::connect(self.database_url.as_deref(), "the embedding cache")
             })
             .await
     }

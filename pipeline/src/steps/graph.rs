@@ -23,12 +23,13 @@ use async_trait::async_trait;
 use serde_json::Value as J;
 
 use etl_core::step::SnapshotSink;
-use etl_core::{Extract, Row, StepContext, StepError, Value};
+use etl_core::{Row, StepContext, StepError, Value};
 use grist::api::csv_header_to_column;
 use grist::cells::{csv_cell, record_cell, referenced_ids};
 use grist::{Column, ColumnType, GristClient, Record};
 
 use super::data_model;
+use super::grist_connection::GristRead;
 
 /// Rows handed to the snapshot at a time.
 const EDGE_BATCH: usize = 5000;
@@ -342,34 +343,18 @@ impl GraphExtract {
 }
 
 #[async_trait]
-impl Extract for GraphExtract {
+impl GristRead for GraphExtract {
+    fn client(&self) -> &GristClient {
+        &self.client
+    }
+
     async fn check(&self) -> Result<(), StepError> {
         self.client.tables(&self.data_model_doc).await?;
         self.client.tables(&self.data_doc).await?;
         Ok(())
     }
 
-    async fn extract(
-        &self,
-        ctx: &StepContext,
-        out: &mut dyn SnapshotSink,
-    ) -> Result<(), StepError> {
-        let (client, log) = self.client.logging();
-        let result = self.read_into(&client, ctx, out).await;
-        if result.is_ok() {
-            super::grist_connection::remember_reads(ctx, &log);
-        }
-        result
-    }
-
-    async fn unchanged_since(&self, _ctx: &StepContext, memo: &str) -> Result<bool, StepError> {
-        Ok(self.client.unchanged_since(memo).await?)
-    }
-}
-
-impl GraphExtract {
-    /// The extract proper, reading through `client` (which records what it reads).
-    async fn read_into(
+    async fn read_snapshot(
         &self,
         client: &GristClient,
         ctx: &StepContext,

@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use etl_core::config::Settings;
-use etl_core::StepContext;
-use grist::read_log::ReadLog;
+use etl_core::step::SnapshotSink;
+use etl_core::{Extract, StepContext, StepError};
 use grist::{GristClient, GristConfig};
 
 pub fn client(settings: &mut Settings) -> GristClient {
@@ -19,12 +21,53 @@ pub fn client(settings: &mut Settings) -> GristClient {
     GristClient::new(config).expect("an HTTP client with default TLS always builds")
 }
 
-/// Called at the end of a successful extract: remembers its reads for the next run.
-pub fn remember_reads(ctx: &StepContext, log: &ReadLog) {
-    match log.memo() {
-        Some(memo) => ctx.remember(memo),
-        None => {
-            tracing::info!("the source changed while it was read: the next run reads it in full")
+/// A snapshot read from Grist. [`Remembering`] makes it an engine extract that remembers what it
+/// read and skips the source while it is unchanged.
+#[async_trait]
+pub trait GristRead: Send + Sync {
+    /// The client the step was configured with.
+    fn client(&self) -> &GristClient;
+
+    /// Checks that the docs can be reached with the configured key (`etl check`).
+    async fn check(&self) -> Result<(), StepError>;
+
+    /// Reads a complete snapshot, every request through `client`.
+    async fn read_snapshot(
+        &self,
+        client: &GristClient,
+        ctx: &StepContext,
+        out: &mut dyn SnapshotSink,
+    ) -> Result<(), StepError>;
+}
+
+/// A [`GristRead`] as an extract: its reads go through a logging client, and a complete
+/// snapshot remembers them (`grist::read_log`), so the next run can ask the same questions
+/// again and skip the step if every answer is the same.
+pub struct Remembering<R>(pub R);
+
+#[async_trait]
+impl<R: GristRead> Extract for Remembering<R> {
+    async fn check(&self) -> Result<(), StepError> {
+        self.0.check().await
+    }
+
+    async fn extract(
+        &self,
+        ctx: &StepContext,
+        out: &mut dyn SnapshotSink,
+    ) -> Result<(), StepError> {
+        let (client, log) = self.0.client().logging();
+        self.0.read_snapshot(&client, ctx, out).await?;
+        match log.memo() {
+            Some(memo) => ctx.remember(memo),
+            None => tracing::info!(
+                "the source changed while it was read: the next run reads it in full"
+            ),
         }
+        Ok(())
+    }
+
+    async fn unchanged_since(&self, _ctx: &StepContext, memo: &str) -> Result<bool, StepError> {
+        Ok(self.0.client().unchanged_since(memo).await?)
     }
 }

@@ -81,15 +81,8 @@ impl GraphConnection {
 
     pub async fn pool(&self) -> Result<&PgPool, StepError> {
         self.pool
-            .get_or_try_init(|| async {
-                let url = self.database_url.clone().ok_or_else(|| {
-                    StepError::fatal("the graph steps need the database: set DB_CONN_URI")
-                })?;
-                sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(2)
-                    .connect(&url)
-                    .await
-                    .map_err(|e| StepError::transient(format!("connecting to Postgres: {e}")))
+            .get_or_try_init(|| {
+                super::step_database::connect(self.database_url.as_deref(), "the graph steps")
             })
             .await
     }
@@ -480,11 +473,10 @@ impl Transform for NodeSink {
     }
 
     async fn drifted(&self, ctx: &StepContext) -> Result<bool, StepError> {
-        if let Some(memo) = &ctx.memo {
-            let graph = self.connection.client().await?;
-            if let Some(same) = memgraph_seen::unchanged(graph, Elements::Nodes, memo).await? {
-                return Ok(!same);
-            }
+        if let Some(drifted) =
+            memgraph_seen::drifted(&self.connection, ctx, Elements::Nodes).await?
+        {
+            return Ok(drifted);
         }
         let drift = self.drift(&ctx.step, Against::Written).await?;
         if !drift.is_empty() {
@@ -498,13 +490,7 @@ impl Transform for NodeSink {
     }
 
     async fn finished(&self, ctx: &StepContext, keys_processed: u64) -> Result<(), StepError> {
-        let repaired = ctx.counters.snapshot().contains_key("drift_repaired");
-        if keys_processed > 0 || repaired || ctx.memo.is_none() {
-            let graph = self.connection.client().await?;
-            let pool = self.connection.pool().await?;
-            memgraph_seen::remember(ctx, pool, graph, Elements::Nodes).await?;
-        }
-        Ok(())
+        memgraph_seen::after_run(&self.connection, ctx, Elements::Nodes, keys_processed).await
     }
 
     async fn process(
@@ -609,11 +595,10 @@ impl Transform for EdgeSink {
     }
 
     async fn drifted(&self, ctx: &StepContext) -> Result<bool, StepError> {
-        if let Some(memo) = &ctx.memo {
-            let graph = self.connection.client().await?;
-            if let Some(same) = memgraph_seen::unchanged(graph, Elements::Edges, memo).await? {
-                return Ok(!same);
-            }
+        if let Some(drifted) =
+            memgraph_seen::drifted(&self.connection, ctx, Elements::Edges).await?
+        {
+            return Ok(drifted);
         }
         let drift = self.drift(&ctx.step, Against::Written).await?;
         if !drift.is_empty() {
@@ -626,13 +611,7 @@ impl Transform for EdgeSink {
     }
 
     async fn finished(&self, ctx: &StepContext, keys_processed: u64) -> Result<(), StepError> {
-        let repaired = ctx.counters.snapshot().contains_key("drift_repaired");
-        if keys_processed > 0 || repaired || ctx.memo.is_none() {
-            let graph = self.connection.client().await?;
-            let pool = self.connection.pool().await?;
-            memgraph_seen::remember(ctx, pool, graph, Elements::Edges).await?;
-        }
-        Ok(())
+        memgraph_seen::after_run(&self.connection, ctx, Elements::Edges, keys_processed).await
     }
 
     async fn process(

@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
+use etl_core::runner::DRIFT_REPAIRED;
 use etl_core::{StepContext, StepError};
 use graph::cypher::check_name;
 use graph::GraphClient;
 
-use super::memgraph::{graph_error, sql_error};
+use super::memgraph::{graph_error, sql_error, GraphConnection};
 
 /// Which of the graph's elements a sink writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +55,40 @@ struct Seen {
 
 const SEEN_VERSION: u32 = 1;
 
+/// A sink's cheap drift check: `Some(drifted)` when the step has a memo of the counts it saw,
+/// `None` when it has none (the sink then compares the graph with its tables in full).
+pub async fn drifted(
+    connection: &GraphConnection,
+    ctx: &StepContext,
+    elements: Elements,
+) -> Result<Option<bool>, StepError> {
+    let Some(memo) = &ctx.memo else {
+        return Ok(None);
+    };
+    let graph = connection.client().await?;
+    Ok(unchanged(graph, elements, memo).await?.map(|same| !same))
+}
+
+/// At the end of a sink's run: counts the graph again when the run changed it (or when there
+/// is no memo yet, or drift was repaired), and remembers the counts.
+pub async fn after_run(
+    connection: &GraphConnection,
+    ctx: &StepContext,
+    elements: Elements,
+    keys_processed: u64,
+) -> Result<(), StepError> {
+    let repaired = ctx.counters.snapshot().contains_key(DRIFT_REPAIRED);
+    if keys_processed > 0 || repaired || ctx.memo.is_none() {
+        let graph = connection.client().await?;
+        let pool = connection.pool().await?;
+        remember(ctx, pool, graph, elements).await?;
+    }
+    Ok(())
+}
+
 /// Whether the graph still holds what `memo` says the sink saw; `None` when the memo is
 /// unreadable (the caller then checks in full).
-pub async fn unchanged(
+async fn unchanged(
     graph: &GraphClient,
     elements: Elements,
     memo: &str,
@@ -84,7 +116,7 @@ pub async fn unchanged(
 
 /// Counts, in the graph, every label (type) among the keys the sink has written, and remembers
 /// the counts for the next run's check.
-pub async fn remember(
+async fn remember(
     ctx: &StepContext,
     pool: &PgPool,
     graph: &GraphClient,

@@ -9,4 +9,5 @@ pub mod grist_connection;
 pub mod memgraph;
 pub mod memgraph_seen;
 pub mod normalize;
+pub mod step_database;
 pub mod test_set;

@@ -4,9 +4,11 @@
 use async_trait::async_trait;
 
 use etl_core::step::SnapshotSink;
-use etl_core::{Extract, Row, StepContext, StepError, Value};
+use etl_core::{Row, StepContext, StepError, Value};
 use grist::api::csv_header_to_column;
 use grist::GristClient;
+
+use super::grist_connection::GristRead;
 
 const COLUMNS: [&str; 5] = [
     "gds_question",
@@ -23,33 +25,17 @@ pub struct TestSetExtract {
 }
 
 #[async_trait]
-impl Extract for TestSetExtract {
+impl GristRead for TestSetExtract {
+    fn client(&self) -> &GristClient {
+        &self.client
+    }
+
     async fn check(&self) -> Result<(), StepError> {
         self.client.columns(&self.doc, &self.table).await?;
         Ok(())
     }
 
-    async fn extract(
-        &self,
-        ctx: &StepContext,
-        out: &mut dyn SnapshotSink,
-    ) -> Result<(), StepError> {
-        let (client, log) = self.client.logging();
-        let result = self.read_into(&client, ctx, out).await;
-        if result.is_ok() {
-            super::grist_connection::remember_reads(ctx, &log);
-        }
-        result
-    }
-
-    async fn unchanged_since(&self, _ctx: &StepContext, memo: &str) -> Result<bool, StepError> {
-        Ok(self.client.unchanged_since(memo).await?)
-    }
-}
-
-impl TestSetExtract {
-    /// The extract proper, reading through `client` (which records what it reads).
-    async fn read_into(
+    async fn read_snapshot(
         &self,
         client: &GristClient,
         _ctx: &StepContext,

@@ -1,0 +1,18 @@
+//! The Postgres connections a step opens for its own work (the embedding cache, the graph sinks'
+//! comparisons), besides the engine's store: a small pool, opened on first use.
+
+use sqlx::PgPool;
+
+use etl_core::StepError;
+
+/// Connects a step's pool; `needed_for` says what for, in messages (the URL never appears).
+pub async fn connect(database_url: Option<&str>, needed_for: &str) -> Result<PgPool, StepError> {
+    let url = database_url.ok_or_else(|| {
+        StepError::fatal(format!("{needed_for} needs the database: set DB_CONN_URI"))
+    })?;
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .map_err(|e| StepError::transient(format!("connecting to Postgres for {needed_for}: {e}")))
+}
