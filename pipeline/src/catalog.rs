@@ -24,7 +24,7 @@ use etl_core::step::{BuiltStep, StepImpl};
 use crate::steps::embeddings::{EmbedStep, Target};
 use crate::steps::grist_connection::Remembering;
 use crate::steps::memgraph::{EdgeSink, GraphConnection, IndexStep, NodeSink};
-use crate::steps::{csv_files, data_model, graph, grist_connection, normalize, test_set};
+use crate::steps::{csv_files, data_model, grist_connection, grist_graph, normalize, test_set};
 
 /// The catalog. Steps that keep state of their own in the database (the embedding cache) get its
 /// URL from here.
@@ -93,10 +93,31 @@ impl Catalog for EtlCatalog {
             "grist.data_model" => {
                 let client = grist_connection::client(settings);
                 let doc = settings.string("doc_id").unwrap_or_default();
+                let top_n = settings.string_or("embed_top_n_default", "");
+                let embed_top_n_default = match top_n.trim() {
+                    "" => None,
+                    t => match t.parse::<i64>() {
+                        Ok(n) => Some(n),
+                        Err(_) => {
+                            settings.step_error(
+                                "settings.embed_top_n_default",
+                                "expected a whole number (EMBEDDINGS_TOP_N)",
+                            );
+                            return Built::Invalid;
+                        }
+                    },
+                };
                 if !expect_outputs(step, settings, &data_model::output_tables()) {
                     return Built::Invalid;
                 }
-                extract(Remembering(data_model::DataModelExtract { client, doc }), 1)
+                extract(
+                    Remembering(data_model::DataModelExtract {
+                        client,
+                        doc,
+                        embed_top_n_default,
+                    }),
+                    2,
+                )
             }
             "grist.graph" => {
                 let client = grist_connection::client(settings);
@@ -110,7 +131,7 @@ impl Catalog for EtlCatalog {
                     return Built::Invalid;
                 }
                 extract(
-                    Remembering(graph::GraphExtract {
+                    Remembering(grist_graph::GraphExtract {
                         client,
                         data_model_doc,
                         data_doc,
@@ -127,7 +148,7 @@ impl Catalog for EtlCatalog {
                 }
                 extract(
                     Remembering(test_set::TestSetExtract { client, doc, table }),
-                    1,
+                    2,
                 )
             }
             "kg.normalize_nodes" => transform(normalize::NormalizeNodes, 1),

@@ -50,6 +50,7 @@ pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
 pub fn missing_env(pipeline: &Pipeline, steps: &[usize], file: &str) -> Result<(), ConfigErrors> {
     let errors: Vec<ConfigError> = steps
         .iter()
+        .filter(|i| pipeline.steps[**i].skipped.is_none())
         .flat_map(|i| pipeline.steps[*i].missing_env.iter().cloned())
         .collect();
     if errors.is_empty() {

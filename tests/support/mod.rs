@@ -78,6 +78,19 @@ impl Run {
     }
 }
 
+/// Settings with defaults that a test's environment must not inherit from the shell.
+pub const OPTIONAL_SETTINGS: &[&str] = &[
+    "GRIST_API_KEY",
+    "GRIST_TEST_SET_TABLE",
+    "GDS_TABLE_NAME",
+    "GRIST_TIMEOUT_SECS",
+    "EMBEDDINGS_MODEL_DIR",
+    "EMBEDDINGS_TOP_N",
+    "EMBEDDINGS_MAX_BATCH_SIZE",
+    "EMBEDDINGS_MAX_TOKENS_PER_BATCH",
+    "OPENAI_API_BASE",
+];
+
 /// The API key the tests give the fake model server: it must never appear in any output.
 pub const MODEL_KEY: &str = "sk-test-secret-123";
 
@@ -138,21 +151,26 @@ impl Setup {
     }
 
     pub async fn etl(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+        self.etl_with(args, extra_env, &[]).await
+    }
+
+    /// `etl` with `extra_env` set and the variables `unset` removed from its environment.
+    pub async fn etl_with(&self, args: &[&str], extra_env: &[(&str, &str)], unset: &[&str]) -> Run {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl"));
         cmd.current_dir(root()).args(args).env("RUST_LOG", "warn");
-        for k in [
-            "GRIST_API_KEY",
-            "GRIST_TEST_SET_TABLE",
-            "GRIST_TIMEOUT_SECS",
-            "EMBEDDINGS_MODEL_DIR",
-        ] {
+        for k in OPTIONAL_SETTINGS {
             cmd.env_remove(k);
         }
         for (k, v) in &self.env {
-            cmd.env(k, v);
+            if !unset.contains(&k.as_str()) {
+                cmd.env(k, v);
+            }
         }
         for (k, v) in extra_env {
             cmd.env(k, v);
+        }
+        for k in unset {
+            cmd.env_remove(k);
         }
         let o = cmd.output().await.unwrap();
         let run = Run {

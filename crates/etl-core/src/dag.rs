@@ -76,6 +76,8 @@ pub struct StepDef {
     pub implementation: StepImpl,
     /// Environment variables this step needs and that are not set.
     pub missing_env: Vec<ConfigError>,
+    /// Why the step does not run at all (a `skip_if_empty` setting is empty), if it does not.
+    pub skipped: Option<String>,
 }
 
 /// A validated pipeline; `steps` are in dependency order.
@@ -499,6 +501,7 @@ pub fn compile(
             fingerprint,
             implementation: built.implementation,
             missing_env: report.missing_env,
+            skipped: skip_reason(s, &env),
         });
     }
 
@@ -538,6 +541,27 @@ pub fn compile(
         tables,
         steps,
         database_url,
+    })
+}
+
+/// Why an optional step is off: the first of its `skip_if_empty` settings that interpolates to
+/// an empty value, with the variables it reads.
+fn skip_reason(step: &StepConfig, env: &EnvLookup) -> Option<String> {
+    step.skip_if_empty.iter().find_map(|key| {
+        let raw = step.settings.get(key)?.as_str()?;
+        let value = crate::config::interpolate(raw, &**env).ok()?;
+        if !value.value.trim().is_empty() {
+            return None;
+        }
+        let vars = crate::config::referenced_variables(raw);
+        Some(if vars.is_empty() {
+            format!("setting `{key}` is empty")
+        } else {
+            format!(
+                "{} unset or empty (setting `{key}`)",
+                vars.join(", ")
+            )
+        })
     })
 }
 

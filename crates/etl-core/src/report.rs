@@ -33,6 +33,9 @@ pub enum StepRunStatus {
     Skipped(String),
     /// Another process holds its lock.
     Locked(String),
+    /// Not run because it is not configured (an optional source left unset); its tables are
+    /// left as they are. Not a failure.
+    NotConfigured(String),
 }
 
 #[derive(Debug, Clone)]
@@ -82,7 +85,12 @@ impl RunReport {
     pub fn any_failed(&self) -> bool {
         self.steps
             .iter()
-            .any(|s| !matches!(s.status, StepRunStatus::Succeeded))
+            .any(|s| {
+                !matches!(
+                    s.status,
+                    StepRunStatus::Succeeded | StepRunStatus::NotConfigured(_)
+                )
+            })
     }
 
     pub fn locked(&self) -> bool {
@@ -114,6 +122,9 @@ impl fmt::Display for RunReport {
                 StepRunStatus::Failed(e) => format!("FAILED: {e}"),
                 StepRunStatus::Skipped(why) => format!("skipped: {why}"),
                 StepRunStatus::Locked(why) => format!("locked: {why}"),
+                StepRunStatus::NotConfigured(why) => {
+                    format!("not run: {why}; its tables are left as they are")
+                }
             };
             write!(
                 f,

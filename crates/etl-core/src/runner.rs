@@ -145,10 +145,19 @@ impl Runner {
                 let failed_up = ups.iter().find(|u| {
                     !matches!(
                         reports[u].status,
-                        StepRunStatus::Succeeded | StepRunStatus::KeysFailed
+                        StepRunStatus::Succeeded
+                            | StepRunStatus::KeysFailed
+                            | StepRunStatus::NotConfigured(_)
                     )
                 });
                 let step = &self.pipeline.steps[i];
+                if let Some(why) = &step.skipped {
+                    tracing::info!(step = %step.name, reason = %why, "step not configured: not run, its tables are left as they are");
+                    let mut r = StepReport::new(&step.name, step.kind);
+                    r.status = StepRunStatus::NotConfigured(why.clone());
+                    reports.insert(i, r);
+                    continue;
+                }
                 if let Some(u) = failed_up {
                     let mut r = StepReport::new(&step.name, step.kind);
                     r.status = StepRunStatus::Skipped(format!(
@@ -224,6 +233,9 @@ impl Runner {
             let StepImpl::Transform(transform) = &step.implementation else {
                 continue;
             };
+            if step.skipped.is_some() {
+                continue;
+            }
             let transform = transform.clone();
             let ctx = contexts[&i].clone();
             let span = tracing::info_span!("drift_check", step = %step.name);

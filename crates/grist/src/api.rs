@@ -45,6 +45,9 @@ pub struct ColumnFields {
     pub display_col: i64,
     #[serde(default)]
     pub col_ref: i64,
+    /// The column's display options (number format, alignment...): JSON text, as Grist gives it.
+    #[serde(default)]
+    pub widget_options: serde_json::Value,
 }
 
 /// A column's type, parsed from Grist's type string (`Ref:People`, `Numeric`, ...).

@@ -191,10 +191,12 @@ fn ref_row_id(text: &str) -> Option<i64> {
     inner.parse::<i64>().ok().filter(|id| *id > 0)
 }
 
-/// Reads every `dm_*` table's rows from the Data Model doc.
+/// Reads every `dm_*` table's rows from the Data Model doc. A blank `embed_top_n` takes
+/// `embed_top_n_default` when given (Vedana's `EMBEDDINGS_TOP_N`).
 pub async fn read(
     client: &GristClient,
     doc: &str,
+    embed_top_n_default: Option<i64>,
 ) -> Result<BTreeMap<&'static str, Vec<Row>>, StepError> {
     let mut out = BTreeMap::new();
     let mut cache = HashMap::new();
@@ -242,6 +244,10 @@ pub async fn read(
                             .map_or(Value::Null, |s| Value::Text(s.clone())),
                         None => typed(cell, *kind),
                     };
+                    let value = match (value, embed_top_n_default) {
+                        (Value::Null, Some(n)) if *name == "embed_top_n" => Value::Int(n),
+                        (v, _) => v,
+                    };
                     row.set(*name, value);
                 }
                 if dm.key.iter().any(|k| row.get(k).is_none_or(Value::is_null)) {
@@ -267,6 +273,8 @@ pub async fn read(
 pub struct DataModelExtract {
     pub client: GristClient,
     pub doc: String,
+    /// What a blank `embed_top_n` becomes (`EMBEDDINGS_TOP_N`, 10 by default, as in Vedana).
+    pub embed_top_n_default: Option<i64>,
 }
 
 #[async_trait]
@@ -287,7 +295,7 @@ impl GristRead for DataModelExtract {
         out: &mut dyn SnapshotSink,
     ) -> Result<(), StepError> {
         // Read everything first: a failure on any table writes nothing and deletes nothing.
-        let tables = read(client, &self.doc).await?;
+        let tables = read(client, &self.doc, self.embed_top_n_default).await?;
         for (table, rows) in tables {
             out.write(table, rows).await?;
         }

@@ -4,7 +4,7 @@ pub mod bulk_index;
 pub mod csv_files;
 pub mod data_model;
 pub mod embeddings;
-pub mod graph;
+pub mod grist_graph;
 pub mod grist_connection;
 pub mod memgraph;
 pub mod memgraph_seen;

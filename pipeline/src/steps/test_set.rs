@@ -1,5 +1,6 @@
 //! `uses = "grist.test_set"`: the Test Set doc's golden Q&A table (`Gds` by default) into
-//! `eval_gds`. Rows with a blank question are skipped; blank cells are NULL.
+//! `eval_gds`. Rows with a blank question or a blank answer are skipped, as in Vedana; other
+//! blank cells are NULL (Vedana writes `""`).
 
 use async_trait::async_trait;
 
@@ -75,7 +76,8 @@ impl GristRead for TestSetExtract {
                         },
                     );
                 }
-                if row.get("gds_question").is_some_and(|v| !v.is_null()) {
+                let given = |c: &str| row.get(c).is_some_and(|v| !v.is_null());
+                if given("gds_question") && given("gds_answer") {
                     rows.push(row);
                 }
             }

@@ -15,7 +15,8 @@ pub struct Interpolation {
     pub from_env: bool,
 }
 
-/// Substitutes `${VAR}` / `${VAR:-default}`; `$$` is a literal `$`.
+/// Substitutes `${VAR}` / `${VAR:-default}`; `$$` is a literal `$`. A default may itself refer
+/// to variables (`${GDS_TABLE_NAME:-${GRIST_TEST_SET_TABLE:-Gds}}`: the first that is set).
 pub fn interpolate(
     raw: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -31,9 +32,7 @@ pub fn interpolate(
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| "unclosed `${` in value".to_string())?;
+            let end = closing_brace(body).ok_or_else(|| "unclosed `${` in value".to_string())?;
             let expr = &body[..end];
             let (name, default) = match expr.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
@@ -46,7 +45,11 @@ pub fn interpolate(
             match lookup(name).filter(|v| !v.is_empty()) {
                 Some(v) => out.push_str(&v),
                 None => match default {
-                    Some(d) => out.push_str(d),
+                    Some(d) => {
+                        let inner = interpolate(d, lookup)?;
+                        out.push_str(&inner.value);
+                        missing.extend(inner.missing);
+                    }
                     None => {
                         missing.insert(name.to_string());
                     }
@@ -64,6 +67,39 @@ pub fn interpolate(
         missing,
         from_env,
     })
+}
+
+/// The position of the `}` that closes a `${` whose body starts `body`, past nested `${...}`.
+fn closing_brace(body: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let bytes = body.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'{' if i > 0 && bytes[i - 1] == b'$' => depth += 1,
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The variables a configuration string refers to (`${VAR}`, `${VAR:-default}`), in order.
+pub fn referenced_variables(raw: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = raw;
+    while let Some(pos) = rest.find("${") {
+        let body = &rest[pos + 2..];
+        let name: String = body
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+        rest = body;
+    }
+    names
 }
 
 #[cfg(test)]
@@ -84,6 +120,17 @@ mod tests {
         assert_eq!(i.value, "a s3cret b dflt e $ ");
         assert_eq!(i.missing.into_iter().collect::<Vec<_>>(), vec!["GONE"]);
         assert!(i.from_env);
+    }
+
+    #[test]
+    fn defaults_may_name_other_variables() {
+        let i = interpolate("${NOPE:-${KEY:-x}}/${NOPE:-${GONE:-y}}/${NOPE:-${GONE}}", &env).unwrap();
+        assert_eq!(i.value, "s3cret/y/");
+        assert_eq!(i.missing.into_iter().collect::<Vec<_>>(), vec!["GONE"]);
+        assert_eq!(
+            referenced_variables("${A:-${B:-c}} ${A}"),
+            vec!["A".to_string(), "B".to_string()]
+        );
     }
 
     #[test]

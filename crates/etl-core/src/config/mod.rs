@@ -9,7 +9,7 @@ mod env;
 mod parse;
 mod settings;
 
-pub use env::{interpolate, Interpolation};
+pub use env::{interpolate, referenced_variables, Interpolation};
 pub use parse::{parse, InputConfig, PipelineConfig, StepConfig, TableConfig};
 pub use settings::{EnvLookup, Settings, SettingsReport};
 

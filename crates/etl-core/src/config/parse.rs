@@ -67,6 +67,9 @@ pub struct StepConfig {
     pub batch_size: usize,
     pub concurrency: usize,
     pub max_delete_fraction: f64,
+    /// Settings that make the step optional: when any of them is empty after interpolation (an
+    /// optional doc left unset), the step does not run and its tables are left as they are.
+    pub skip_if_empty: Vec<String>,
     pub settings: toml::Table,
 }
 
@@ -342,6 +345,7 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                     "batch_size",
                     "concurrency",
                     "max_delete_fraction",
+                    "skip_if_empty",
                     "settings",
                 ],
             );
@@ -494,6 +498,19 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                     .cloned()
                     .unwrap_or_default(),
             };
+            let skip_if_empty = match s.get("skip_if_empty") {
+                None => Vec::new(),
+                Some(toml::Value::String(one)) => vec![one.clone()],
+                Some(v) => r.string_list(&format!("{place}.skip_if_empty"), v),
+            };
+            for (i, key) in skip_if_empty.iter().enumerate() {
+                if !matches!(settings.get(key), Some(toml::Value::String(_))) {
+                    r.err(
+                        format!("{place}.skip_if_empty[{i}]"),
+                        format!("names `{key}`, which is not a string setting of the step (under [{place}.settings])"),
+                    );
+                }
+            }
             if let Some(kind) = kind {
                 steps.insert(
                     name.clone(),
@@ -509,6 +526,7 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                         batch_size: batch,
                         concurrency: conc,
                         max_delete_fraction: mdf,
+                        skip_if_empty,
                         settings,
                     },
                 );

@@ -1,0 +1,190 @@
+//! `uses = "grist.graph"`: the Data doc into `grist_nodes` and `grist_edges`, shaped by the
+//! Data Model doc.
+//!
+//! * Each table `Anchor_<noun>` whose noun is an anchor of the data model gives nodes of type
+//!   `<noun>`. Other tables are skipped, with one log line each.
+//! * `node_id` is the row's `<noun>_id`, or `<noun>:<row id>` when blank. On duplicate ids the first
+//!   row (by row id) wins; the others are counted (`duplicate_node_ids`) and logged by table.
+//! * `attributes` holds only the anchor's attributes from `Anchor_attributes` (not `<noun>_id`),
+//!   typed by `grist::cells` (one typing for every column type and endpoint); references hold
+//!   the referenced row's display value; blanks and formula errors are left out.
+//! * Edges come from `Link_<x>` tables matched to a link by sentence or `<anchor1>_<anchor2>`
+//!   (case-insensitive), and from reference columns named by a link. The merge rule when several
+//!   give one edge is in [`edges`]: link rows first, by row id.
+//! * An edge whose endpoint is not a node is dropped and counted (`edges_dropped_missing_node`); a
+//!   link with `has_direction` false also gets the reverse edge; duplicates collapse to one.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`model`] | the data model as the graph reads it |
+//! | [`anchors`] | anchor tables, node ids per row, display values of references |
+//! | [`edges`] | edges from link tables and reference columns, the merge rule |
+
+mod anchors;
+mod edges;
+mod model;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde_json::Value as J;
+
+use etl_core::step::SnapshotSink;
+use etl_core::{Row, StepContext, StepError};
+use grist::cells::record_cell;
+use grist::{Column, GristClient};
+
+use self::anchors::{AnchorTable, Displays};
+use self::edges::{EdgeWriter, LinkTable, NodeIds, BATCH};
+use self::model::{Link, Model};
+use super::data_model;
+use super::grist_connection::GristRead;
+
+pub struct GraphExtract {
+    pub client: GristClient,
+    pub data_model_doc: String,
+    pub data_doc: String,
+}
+
+/// Sorts the Data doc's tables into anchor tables and link tables; the others are skipped.
+fn classify(model: &Model, tables: &[String], ctx: &StepContext) -> (Vec<(String, String)>, Vec<(Link, String)>) {
+    let mut anchor_tables = Vec::new();
+    let mut link_tables = Vec::new();
+    for t in tables {
+        if let Some(noun) = model.anchor_of_table(t) {
+            anchor_tables.push((noun.to_string(), t.clone()));
+        } else if let Some(link) = model.link_of_table(t) {
+            link_tables.push((link.clone(), t.clone()));
+        } else {
+            let reason = if t.starts_with("Anchor_") {
+                "its anchor is not in the data model"
+            } else if t.starts_with("Link_") {
+                "no link of the data model matches it"
+            } else {
+                "it is neither an Anchor_ nor a Link_ table"
+            };
+            tracing::info!(table = %t, reason, "skipping table");
+            ctx.counters.add("tables_skipped", 1);
+        }
+    }
+    (anchor_tables, link_tables)
+}
+
+/// Writes the nodes of one anchor table, and records their ids.
+async fn write_nodes(
+    a: &AnchorTable,
+    model: &Model,
+    displays: &Displays,
+    nodes: &mut NodeIds,
+    out: &mut dyn SnapshotSink,
+) -> Result<(), StepError> {
+    let id_column = format!("{}_id", a.noun);
+    let wanted: Vec<&Column> = model
+        .anchor_attributes
+        .get(&a.noun)
+        .into_iter()
+        .flatten()
+        .filter(|name| **name != id_column)
+        .filter_map(|name| a.column(name))
+        .filter(|c| !c.is_internal())
+        .collect();
+    let set = nodes.entry(a.noun.clone()).or_default();
+    let mut batch = Vec::new();
+    for r in a.nodes() {
+        let node_id = a.node_of_row[&r.id].clone();
+        let mut attributes = serde_json::Map::new();
+        for c in &wanted {
+            let resolver = |_: &str, id: i64| displays.get(c, id);
+            let v = record_cell(
+                r.fields.get(&c.id).unwrap_or(&J::Null),
+                &c.column_type(),
+                &resolver,
+            );
+            if !v.is_null() {
+                attributes.insert(c.id.clone(), v);
+            }
+        }
+        set.insert(node_id.clone());
+        batch.push(
+            Row::new()
+                .with("node_id", node_id)
+                .with("node_type", a.noun.as_str())
+                .with("attributes", J::Object(attributes)),
+        );
+        if batch.len() >= BATCH {
+            out.write("grist_nodes", std::mem::take(&mut batch)).await?;
+        }
+    }
+    out.write("grist_nodes", batch).await
+}
+
+#[async_trait]
+impl GristRead for GraphExtract {
+    fn client(&self) -> &GristClient {
+        &self.client
+    }
+
+    async fn check(&self) -> Result<(), StepError> {
+        self.client.tables(&self.data_model_doc).await?;
+        self.client.tables(&self.data_doc).await?;
+        Ok(())
+    }
+
+    async fn read_snapshot(
+        &self,
+        client: &GristClient,
+        ctx: &StepContext,
+        out: &mut dyn SnapshotSink,
+    ) -> Result<(), StepError> {
+        let model = Model::from_rows(&data_model::read(client, &self.data_model_doc, None).await?);
+        let tables = client.tables(&self.data_doc).await?;
+        let (anchor_tables, link_tables) = classify(&model, &tables, ctx);
+
+        // Nodes.
+        let mut anchors: HashMap<String, AnchorTable> = HashMap::new();
+        for (noun, table) in &anchor_tables {
+            let loaded = AnchorTable::load(client, &self.data_doc, noun, table, ctx).await?;
+            anchors.insert(noun.clone(), loaded);
+        }
+        let mut displays = Displays::default();
+        for a in anchors.values() {
+            displays
+                .load(client, &self.data_doc, &anchors, &a.columns)
+                .await?;
+        }
+        let mut nodes = NodeIds::new();
+        for (noun, _) in &anchor_tables {
+            write_nodes(&anchors[noun], &model, &displays, &mut nodes, out).await?;
+        }
+
+        // Edges: link tables first, then reference columns (the merge rule, see `edges`).
+        let mut edges = EdgeWriter::new(&nodes);
+        let no_attributes = Vec::new();
+        for (link, table) in &link_tables {
+            LinkTable {
+                doc: &self.data_doc,
+                table,
+                link,
+                attributes: model
+                    .link_attributes
+                    .get(&link.sentence)
+                    .unwrap_or(&no_attributes),
+            }
+            .add_edges(client, &anchors, &mut displays, &mut edges, out)
+            .await?;
+        }
+        for link in &model.links {
+            edges::from_reference_columns(link, &anchors, &mut edges, out).await?;
+        }
+        edges.flush(out).await?;
+        if edges.dropped > 0 {
+            tracing::warn!(
+                edges = edges.dropped,
+                "edges whose endpoint is not a node were dropped"
+            );
+            ctx.counters
+                .add("edges_dropped_missing_node", edges.dropped);
+        }
+        Ok(())
+    }
+}
