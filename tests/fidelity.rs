@@ -43,28 +43,59 @@ async fn attributes_by_key(s: &Setup, sql: &str) -> BTreeMap<String, Value> {
 const EDGES_SQL: &str = "SELECT from_node_id || '(' || from_node_type || ') -' || edge_label || '-> ' || to_node_id || '(' || to_node_type || ')', attributes";
 
 fn expected_edges() -> BTreeMap<String, Value> {
-    let dune = json!({"role": "author", "royalty_pct": 12.5, "share": 12.5, "signed": "1963-05-01"});
+    let dune =
+        json!({"role": "author", "royalty_pct": 12.5, "share": 12.5, "signed": "1963-05-01"});
     let messiah = json!({"role": "author", "royalty_pct": 10.0});
     let earthsea = json!({"role": "author", "royalty_pct": 15.0, "share": 15});
     let knows = json!({"since": 1970});
     [
         // Given by the `wrote` reference column and by link rows: the first link row's
         // attributes, both ways (the link is undirected); the later duplicate (an editor) lost.
-        ("author:herbert(author) -AUTHOR_wrote_BOOK-> book:dune(book)", dune.clone()),
-        ("book:dune(book) -AUTHOR_wrote_BOOK-> author:herbert(author)", dune),
+        (
+            "author:herbert(author) -AUTHOR_wrote_BOOK-> book:dune(book)",
+            dune.clone(),
+        ),
+        (
+            "book:dune(book) -AUTHOR_wrote_BOOK-> author:herbert(author)",
+            dune,
+        ),
         // The share formula failed for this row: the attribute is left out.
-        ("author:herbert(author) -AUTHOR_wrote_BOOK-> book:messiah(book)", messiah.clone()),
-        ("book:messiah(book) -AUTHOR_wrote_BOOK-> author:herbert(author)", messiah),
+        (
+            "author:herbert(author) -AUTHOR_wrote_BOOK-> book:messiah(book)",
+            messiah.clone(),
+        ),
+        (
+            "book:messiah(book) -AUTHOR_wrote_BOOK-> author:herbert(author)",
+            messiah,
+        ),
         // A link row written from the book's side still wins over the reference column.
-        ("book:earthsea(book) -AUTHOR_wrote_BOOK-> author:leguin(author)", earthsea.clone()),
-        ("author:leguin(author) -AUTHOR_wrote_BOOK-> book:earthsea(book)", earthsea),
+        (
+            "book:earthsea(book) -AUTHOR_wrote_BOOK-> author:leguin(author)",
+            earthsea.clone(),
+        ),
+        (
+            "author:leguin(author) -AUTHOR_wrote_BOOK-> book:earthsea(book)",
+            earthsea,
+        ),
         // Only the reference column gives this one: no attributes.
-        ("author:leguin(author) -AUTHOR_wrote_BOOK-> book:lathe(book)", json!({})),
-        ("book:lathe(book) -AUTHOR_wrote_BOOK-> author:leguin(author)", json!({})),
+        (
+            "author:leguin(author) -AUTHOR_wrote_BOOK-> book:lathe(book)",
+            json!({}),
+        ),
+        (
+            "book:lathe(book) -AUTHOR_wrote_BOOK-> author:leguin(author)",
+            json!({}),
+        ),
         // A plain link table (CSV): the first row wins over its duplicate and over a later row
         // that is its reverse.
-        ("author:herbert(author) -AUTHOR_knows_AUTHOR-> author:leguin(author)", knows.clone()),
-        ("author:leguin(author) -AUTHOR_knows_AUTHOR-> author:herbert(author)", knows),
+        (
+            "author:herbert(author) -AUTHOR_knows_AUTHOR-> author:leguin(author)",
+            knows.clone(),
+        ),
+        (
+            "author:leguin(author) -AUTHOR_knows_AUTHOR-> author:herbert(author)",
+            knows,
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -99,7 +130,10 @@ fn expected_nodes() -> BTreeMap<String, Value> {
             "book:earthsea",
             json!({"title": "A Wizard of Earthsea", "price": 7.0, "genres": ["fantasy"]}),
         ),
-        ("book:lathe", json!({"title": "The Lathe of Heaven", "rating": 0})),
+        (
+            "book:lathe",
+            json!({"title": "The Lathe of Heaven", "rating": 0}),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -242,4 +276,114 @@ async fn an_unset_test_set_doc_skips_its_step_keeps_eval_gds_and_builds_the_grap
     assert!(fresh.count("SELECT count(*) FROM nodes").await > 0);
     assert_eq!(fresh.graph_nodes().await, fresh.table_nodes().await);
     assert_eq!(fresh.graph_edges().await, fresh.table_edges().await);
+}
+
+/// The variables Vedana's `apps/vedana/.env.example` sets (its commented-out Grist and OpenAI
+/// lines included): a team swapping Vedana's ETL for ours keeps this file as it is.
+const VEDANA_ENV_EXAMPLE: &[&str] = &[
+    "GRIST_SERVER_URL",
+    "GRIST_API_KEY",
+    "GRIST_DATA_MODEL_DOC_ID",
+    "GRIST_DATA_DOC_ID",
+    "GRIST_TEST_SET_DOC_ID",
+    "MEMGRAPH_URI",
+    "MEMGRAPH_USER",
+    "MEMGRAPH_PWD",
+    "JIMS_DB_CONN_URI",
+    "MODEL",
+    "EMBEDDINGS_MODEL",
+    "EMBEDDINGS_DIM",
+    "EMBEDDINGS_MAX_BATCH_SIZE",
+    "EMBEDDINGS_MAX_TOKENS_PER_BATCH",
+    "TELEGRAM_BOT_TOKEN",
+    "VEDANA_BACKOFFICE_DEBUG",
+    "SENTRY_DSN",
+    "SENTRY_ENVIRONMENT",
+    "DATAPIPE_PIPELINE",
+    "DB_CONN_URI",
+    "CREATE_PGVECTOR_EXTENSION",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "OPENROUTER_API_KEY",
+    "OPENAI_API_KEY",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vedanas_env_example_runs_the_pipeline_with_nothing_added_but_the_model_endpoint() {
+    let s = Setup::demo().await;
+    // Vedana names no graph database or dialect: ours then uses the database `memgraph` and
+    // asks the server which dialect it speaks. The test server's `memgraph` database is shared,
+    // so empty it first.
+    let server = &s.graph.server;
+    let memgraph = graph::GraphClient::connect(&graph::GraphConfig {
+        uri: server.bolt_uri.clone(),
+        user: server.user.clone(),
+        password: server.password.clone(),
+        database: "memgraph".into(),
+        dialect: graph::Dialect::Neo4j,
+        connect_timeout: std::time::Duration::from_secs(10),
+        retry: etl_core::retry::RetryPolicy::quick(),
+    })
+    .await
+    .unwrap();
+    memgraph
+        .write(
+            "empty the graph",
+            &[("MATCH (n) DETACH DELETE n".to_string(), vec![])],
+        )
+        .await
+        .unwrap();
+
+    let value = |name: &str| -> String {
+        let ours = |k: &str| {
+            s.env
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        match name {
+            "GRIST_API_KEY" => "any-key".into(),
+            "MEMGRAPH_URI" => server.bolt_uri.clone(),
+            "MEMGRAPH_USER" => server.user.clone(),
+            "MEMGRAPH_PWD" => server.password.clone(),
+            "MODEL" => "gpt-4.1-mini".into(),
+            "EMBEDDINGS_MAX_BATCH_SIZE" => "2048".into(),
+            "EMBEDDINGS_MAX_TOKENS_PER_BATCH" => "200000".into(),
+            "DATAPIPE_PIPELINE" => "vedana_etl.app".into(),
+            "CREATE_PGVECTOR_EXTENSION" => "true".into(),
+            "JIMS_DB_CONN_URI" => ours("DB_CONN_URI"),
+            other => ours(other),
+        }
+    };
+    let mut env: Vec<(&str, String)> = VEDANA_ENV_EXAMPLE
+        .iter()
+        .map(|name| (*name, value(name)))
+        .collect();
+    // The one addition: the test cannot reach OpenAI, so the OpenAI SDKs' own variable points
+    // at the fake model server.
+    env.push(("OPENAI_BASE_URL", s.model.base_url()));
+
+    let r = s.etl_only(&["run"], &env).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert!(s.count("SELECT count(*) FROM nodes").await > 0);
+    assert!(s.count("SELECT count(*) FROM eval_gds").await > 0);
+    assert!(s.count("SELECT count(*) FROM rag_anchor_embeddings").await > 0);
+    let nodes = memgraph
+        .rows("MATCH (n) RETURN count(n) AS n", &["n"])
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes[0][0],
+        json!(s.count("SELECT count(*) FROM nodes").await),
+        "{r}"
+    );
+    let again = s.etl_only(&["run"], &env).await;
+    assert_eq!(again.code, Some(0), "{again}");
+    memgraph
+        .write(
+            "empty the graph",
+            &[("MATCH (n) DETACH DELETE n".to_string(), vec![])],
+        )
+        .await
+        .unwrap();
 }

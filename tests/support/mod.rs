@@ -185,6 +185,21 @@ impl Setup {
         run
     }
 
+    /// `etl` with exactly these environment variables and no others.
+    pub async fn etl_only(&self, args: &[&str], env: &[(&str, String)]) -> Run {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl"));
+        cmd.current_dir(root()).args(args).env_clear();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().await.unwrap();
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
+    }
+
     /// `etl run`, which must succeed.
     pub async fn run(&self) -> Run {
         let r = self.etl(&["run"], &[]).await;

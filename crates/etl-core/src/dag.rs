@@ -557,10 +557,7 @@ fn skip_reason(step: &StepConfig, env: &EnvLookup) -> Option<String> {
         Some(if vars.is_empty() {
             format!("setting `{key}` is empty")
         } else {
-            format!(
-                "{} unset or empty (setting `{key}`)",
-                vars.join(", ")
-            )
+            format!("{} unset or empty (setting `{key}`)", vars.join(", "))
         })
     })
 }

@@ -83,14 +83,12 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn any_failed(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| {
-                !matches!(
-                    s.status,
-                    StepRunStatus::Succeeded | StepRunStatus::NotConfigured(_)
-                )
-            })
+        self.steps.iter().any(|s| {
+            !matches!(
+                s.status,
+                StepRunStatus::Succeeded | StepRunStatus::NotConfigured(_)
+            )
+        })
     }
 
     pub fn locked(&self) -> bool {

@@ -144,6 +144,19 @@ impl GraphClient {
         .await
     }
 
+    /// Which dialect the server speaks: Memgraph answers `SHOW STORAGE INFO`, which Neo4j and
+    /// other openCypher servers reject. A connection failure is an error, not an answer.
+    pub async fn detect_dialect(&self) -> Result<Dialect, GraphError> {
+        let what = "dialect detection";
+        match self.graph.run(query("SHOW STORAGE INFO")).await {
+            Ok(()) => Ok(Dialect::Memgraph),
+            Err(e) => match classify(what, e) {
+                GraphError::Rejected { .. } => Ok(Dialect::Neo4j),
+                other => Err(other),
+            },
+        }
+    }
+
     /// Runs an index or constraint statement in auto-commit; "already done" is success.
     pub async fn ddl(&self, statement: &str) -> Result<(), GraphError> {
         let what = "index change";

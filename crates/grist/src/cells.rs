@@ -251,8 +251,16 @@ mod tests {
         assert!(is_exact_in_csv(&column("Choice", false, "")));
         assert!(is_exact_in_csv(&column("Bool", false, "")));
         assert!(is_exact_in_csv(&column("Int", false, "")));
-        assert!(is_exact_in_csv(&column("Int", false, r#"{"alignment":"right"}"#)));
-        assert!(!is_exact_in_csv(&column("Int", false, r#"{"numMode":"decimal"}"#)));
+        assert!(is_exact_in_csv(&column(
+            "Int",
+            false,
+            r#"{"alignment":"right"}"#
+        )));
+        assert!(!is_exact_in_csv(&column(
+            "Int",
+            false,
+            r#"{"numMode":"decimal"}"#
+        )));
         // A formula can compute anything, or fail; Numeric shows at most 10 decimals.
         assert!(!is_exact_in_csv(&column("Any", true, "")));
         assert!(!is_exact_in_csv(&column("Numeric", true, "")));

@@ -32,6 +32,8 @@ use super::memgraph_seen::{self, Elements};
 /// The connection every graph step shares the settings of, and the database for drift checks.
 pub struct GraphConnection {
     config: GraphConfig,
+    /// Whether the dialect is found out from the server (`auto`).
+    detect_dialect: bool,
     database_url: Option<String>,
     client: OnceCell<GraphClient>,
     pool: OnceCell<PgPool>,
@@ -43,14 +45,18 @@ impl GraphConnection {
         let user = settings.runtime_string_or("user", "");
         let password = settings.secret("password").unwrap_or_default();
         let database = settings.runtime_string_or("database", "memgraph");
-        let dialect_name = settings.string_or("dialect", "memgraph");
-        let dialect = Dialect::parse(&dialect_name).unwrap_or_else(|| {
-            settings.error(
-                "dialect",
-                format!("unknown dialect `{dialect_name}` (known: memgraph, neo4j)"),
-            );
-            Dialect::Memgraph
-        });
+        // The dialect shapes index statements only, not the graph: not part of the identity.
+        let dialect_name = settings.runtime_string_or("dialect", "auto");
+        let dialect = match dialect_name.as_str() {
+            "auto" => None,
+            name => Some(Dialect::parse(name).unwrap_or_else(|| {
+                settings.error(
+                    "dialect",
+                    format!("unknown dialect `{name}` (known: auto, memgraph, neo4j)"),
+                );
+                Dialect::Memgraph
+            })),
+        };
         let connect_timeout =
             Duration::from_secs(settings.runtime_u64_or("connect_timeout_secs", 10).max(1));
         GraphConnection {
@@ -59,10 +65,11 @@ impl GraphConnection {
                 user,
                 password,
                 database,
-                dialect,
+                dialect: dialect.unwrap_or(Dialect::Memgraph),
                 connect_timeout,
                 retry: RetryPolicy::default(),
             },
+            detect_dialect: dialect.is_none(),
             database_url,
             client: OnceCell::new(),
             pool: OnceCell::new(),
@@ -72,9 +79,14 @@ impl GraphConnection {
     pub async fn client(&self) -> Result<&GraphClient, StepError> {
         self.client
             .get_or_try_init(|| async {
-                GraphClient::connect(&self.config)
+                let mut client = GraphClient::connect(&self.config)
                     .await
-                    .map_err(graph_error)
+                    .map_err(graph_error)?;
+                if self.detect_dialect {
+                    client.dialect = client.detect_dialect().await.map_err(graph_error)?;
+                    tracing::debug!(dialect = client.dialect.name(), "graph dialect detected");
+                }
+                Ok(client)
             })
             .await
     }
@@ -85,10 +97,6 @@ impl GraphConnection {
                 super::step_database::connect(self.database_url.as_deref(), "the graph steps")
             })
             .await
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        self.config.dialect
     }
 }
 
@@ -263,8 +271,7 @@ impl IndexStep {
         }
     }
 
-    fn create(&self, name: &str) -> Vec<String> {
-        let d = self.connection.dialect();
+    fn create(&self, d: Dialect, name: &str) -> Vec<String> {
         if self.anchors {
             let mut s = d.create_anchor_indexes(name);
             if self.text_indexes {
@@ -276,8 +283,7 @@ impl IndexStep {
         }
     }
 
-    fn drop(&self, name: &str) -> Vec<String> {
-        let d = self.connection.dialect();
+    fn drop(&self, d: Dialect, name: &str) -> Vec<String> {
         if self.anchors {
             let mut s = d.drop_anchor_indexes(name);
             if self.text_indexes {
@@ -338,17 +344,14 @@ impl Transform for IndexStep {
                 continue;
             }
             let statements = if present.contains_key(key) {
-                self.create(name)
+                self.create(graph.dialect, name)
             } else {
-                self.drop(name)
+                self.drop(graph.dialect, name)
             };
             for s in statements {
                 graph.ddl(&s).await.map_err(graph_error)?;
             }
-            if !present.contains_key(key)
-                && self.anchors
-                && self.connection.dialect() == Dialect::Neo4j
-            {
+            if !present.contains_key(key) && self.anchors && graph.dialect == Dialect::Neo4j {
                 // Whatever the server named them: drop every index left on label(id).
                 for index in graph
                     .index_names_on(name, "id")

@@ -124,7 +124,11 @@ mod tests {
 
     #[test]
     fn defaults_may_name_other_variables() {
-        let i = interpolate("${NOPE:-${KEY:-x}}/${NOPE:-${GONE:-y}}/${NOPE:-${GONE}}", &env).unwrap();
+        let i = interpolate(
+            "${NOPE:-${KEY:-x}}/${NOPE:-${GONE:-y}}/${NOPE:-${GONE}}",
+            &env,
+        )
+        .unwrap();
         assert_eq!(i.value, "s3cret/y/");
         assert_eq!(i.missing.into_iter().collect::<Vec<_>>(), vec!["GONE"]);
         assert_eq!(

@@ -46,15 +46,21 @@ pub struct GraphExtract {
     pub data_doc: String,
 }
 
+/// The Data doc's tables the graph reads: anchor tables by noun, link tables by link.
+#[derive(Default)]
+struct GraphTables {
+    anchors: Vec<(String, String)>,
+    links: Vec<(Link, String)>,
+}
+
 /// Sorts the Data doc's tables into anchor tables and link tables; the others are skipped.
-fn classify(model: &Model, tables: &[String], ctx: &StepContext) -> (Vec<(String, String)>, Vec<(Link, String)>) {
-    let mut anchor_tables = Vec::new();
-    let mut link_tables = Vec::new();
+fn classify(model: &Model, tables: &[String], ctx: &StepContext) -> GraphTables {
+    let mut out = GraphTables::default();
     for t in tables {
         if let Some(noun) = model.anchor_of_table(t) {
-            anchor_tables.push((noun.to_string(), t.clone()));
+            out.anchors.push((noun.to_string(), t.clone()));
         } else if let Some(link) = model.link_of_table(t) {
-            link_tables.push((link.clone(), t.clone()));
+            out.links.push((link.clone(), t.clone()));
         } else {
             let reason = if t.starts_with("Anchor_") {
                 "its anchor is not in the data model"
@@ -67,7 +73,7 @@ fn classify(model: &Model, tables: &[String], ctx: &StepContext) -> (Vec<(String
             ctx.counters.add("tables_skipped", 1);
         }
     }
-    (anchor_tables, link_tables)
+    out
 }
 
 /// Writes the nodes of one anchor table, and records their ids.
@@ -138,7 +144,10 @@ impl GristRead for GraphExtract {
     ) -> Result<(), StepError> {
         let model = Model::from_rows(&data_model::read(client, &self.data_model_doc, None).await?);
         let tables = client.tables(&self.data_doc).await?;
-        let (anchor_tables, link_tables) = classify(&model, &tables, ctx);
+        let GraphTables {
+            anchors: anchor_tables,
+            links: link_tables,
+        } = classify(&model, &tables, ctx);
 
         // Nodes.
         let mut anchors: HashMap<String, AnchorTable> = HashMap::new();
