@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod dag;
+pub mod guard;
 pub mod diff;
 pub mod report;
 pub mod retry;

@@ -440,6 +440,14 @@ impl Runner {
             self.keep_memo(step, ctx, opts).await;
             return Ok(());
         }
+        if !opts.allow_mass_delete {
+            let outside = transform.outside_target();
+            let previews = retry(&opts.retry, "count what the run would delete", || {
+                self.store.deletion_preview(step, &outside)
+            })
+            .await?;
+            crate::guard::check_preview(step, &previews)?;
+        }
         if ctx.memo.is_some() {
             // Whatever this run writes, the old memo no longer describes the outside state.
             retry(&opts.retry, "forget the step's memo", || {
@@ -454,6 +462,7 @@ impl Runner {
             step,
             ctx,
             retry: opts.retry,
+            tally: crate::guard::DeleteTally::new(self.store.clone(), opts.allow_mass_delete),
         };
         let mut after: Option<Key> = None;
         let mut in_flight = FuturesUnordered::new();
@@ -569,6 +578,7 @@ struct BatchWorker<'a> {
     step: &'a StepDef,
     ctx: &'a StepContext,
     retry: RetryPolicy,
+    tally: crate::guard::DeleteTally,
 }
 
 impl<'a> BatchWorker<'a> {
@@ -715,7 +725,16 @@ impl<'a> BatchWorker<'a> {
             done.failures.push(format!("{k}: {e}"));
         }
         commit.failed = failed.into_iter().collect();
-        self.store.commit(step, commit).await?;
+        let deletes: Vec<(String, u64)> = commit
+            .tables
+            .iter()
+            .map(|(t, d)| (t.clone(), d.deletes.len() as u64))
+            .collect();
+        self.tally.admit(step, self.pipeline, &deletes).await?;
+        if let Err(e) = self.store.commit(step, commit).await {
+            self.tally.release(&deletes).await;
+            return Err(e.into());
+        }
         Ok(done)
     }
 

@@ -284,6 +284,12 @@ pub trait Transform: Send + Sync {
         Ok(())
     }
 
+    /// What a sink holds outside the database, one item per key, as the mass-delete guard names
+    /// it ("the graph's nodes").
+    fn outside_target(&self) -> String {
+        "the step's target outside the database".to_string()
+    }
+
     /// Asked before each run: a sink whose outside state no longer matches what it wrote (a
     /// graph emptied by a restart) answers true, and every key of the step is reprocessed.
     /// The runner may ask it at the start of the run, before the step's upstream steps ran:

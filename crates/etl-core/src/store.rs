@@ -92,6 +92,18 @@ pub struct Capture {
     pub full: bool,
 }
 
+/// One target of a transform and what processing its pending keys that vanished would delete
+/// there, counted before anything is (see `crate::guard`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetDeletes {
+    /// An output table, or a sink's outside target ("the graph's nodes").
+    pub target: String,
+    /// Rows (or items) there now.
+    pub live: u64,
+    /// Of those, the ones the vanished keys produced.
+    pub deleting: u64,
+}
+
 /// `etl plan`'s view of a transform: what a run would do, without doing it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlanCounts {
@@ -200,6 +212,15 @@ pub trait Store: Send + Sync {
 
     /// The input rows of a batch of keys.
     async fn read_inputs(&self, step: &StepDef, keys: &[Key]) -> Result<InputBatch, StoreError>;
+
+    /// What processing the step's pending keys whose inputs are all gone would delete, per
+    /// output table; for a step without output tables (a sink), per the keys it holds outside
+    /// (named `outside`).
+    async fn deletion_preview(
+        &self,
+        step: &StepDef,
+        outside: &str,
+    ) -> Result<Vec<TargetDeletes>, StoreError>;
 
     /// What [`Store::capture`] plus processing would do now, without writing.
     async fn plan(&self, step: &StepDef) -> Result<PlanCounts, StoreError>;

@@ -1,5 +1,6 @@
 //! `etl-postgres`: the engine's state store on Postgres, its migrations and its step locks.
 
+pub mod deletions;
 pub mod error;
 pub mod ident;
 pub mod lock;

@@ -16,7 +16,7 @@ use etl_core::diff::{Stored, Upsert};
 use etl_core::row_hash::RowHash;
 use etl_core::step::{InputBatch, InputRows};
 use etl_core::store::{
-    Capture, Commit, Outcome, PlanCounts, StepLock, StepStatus, Store, StoreError,
+    Capture, Commit, Outcome, PlanCounts, StepLock, StepStatus, Store, StoreError, TargetDeletes,
 };
 use etl_core::{Key, Pipeline, Row, StepDef, StepKind, TableDef, Value};
 
@@ -850,6 +850,47 @@ impl Store for PgStore {
             keys: keys.to_vec(),
             inputs,
         })
+    }
+
+    async fn deletion_preview(
+        &self,
+        step: &StepDef,
+        outside: &str,
+    ) -> Result<Vec<TargetDeletes>, StoreError> {
+        let vanished = crate::deletions::vanished_pending(&self.pool, step).await?;
+        let mut out = Vec::new();
+        if step.outputs.is_empty() {
+            let (live, deleting) = if vanished.is_empty() {
+                (0, 0)
+            } else {
+                crate::deletions::held_keys(&self.pool, step, &vanished).await?
+            };
+            out.push(TargetDeletes {
+                target: outside.to_string(),
+                live,
+                deleting,
+            });
+        }
+        for table in &step.outputs {
+            let info = self.info(table)?;
+            let def = &info.def;
+            let deleting = if vanished.is_empty() {
+                0
+            } else {
+                crate::deletions::count_by_producer(&self.pool, def, &vanished).await?
+            };
+            let live = if deleting == 0 {
+                0
+            } else {
+                self.count_live(def).await?
+            };
+            out.push(TargetDeletes {
+                target: table.clone(),
+                live,
+                deleting,
+            });
+        }
+        Ok(out)
     }
 
     async fn plan(&self, step: &StepDef) -> Result<PlanCounts, StoreError> {

@@ -471,6 +471,10 @@ impl Transform for NodeSink {
         vec!["node_id".into(), "node_type".into()]
     }
 
+    fn outside_target(&self) -> String {
+        "the graph's nodes".to_string()
+    }
+
     async fn check(&self) -> Result<(), StepError> {
         self.connection.client().await.map(|_| ())
     }
@@ -581,6 +585,10 @@ impl EdgeSink {
 
 #[async_trait]
 impl Transform for EdgeSink {
+    fn outside_target(&self) -> String {
+        "the graph's edges".to_string()
+    }
+
     fn key_columns(&self) -> Vec<String> {
         [
             "from_node_id",

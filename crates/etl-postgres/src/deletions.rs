@@ -1,0 +1,130 @@
+//! What a transform's run would delete, counted before it deletes anything: the pending keys
+//! whose inputs are all gone (a key-covering input holds no live row for them), the live output
+//! rows those keys produced, and the keys a sink holds outside. The engine's mass-delete guard
+//! decides from these counts.
+
+use sqlx::PgPool;
+
+use etl_core::store::StoreError;
+use etl_core::{Key, StepDef, TableDef};
+
+use crate::error::db;
+use crate::ident::{column_list, quote_ident};
+use crate::schema::{keys_table, meta_table};
+
+/// Keys counted per statement: a `text[]` parameter of this many producers.
+const CHUNK: usize = 10_000;
+
+/// The pending keys of `step` that vanished: no key-covering input has a live row for them.
+pub async fn vanished_pending(pool: &PgPool, step: &StepDef) -> Result<Vec<Key>, StoreError> {
+    let covering: Vec<_> = step.inputs.iter().filter(|i| i.covers_key).collect();
+    if covering.is_empty() || step.key.is_empty() {
+        return Ok(Vec::new());
+    }
+    let absent = covering
+        .iter()
+        .map(|input| {
+            let on = input
+                .join
+                .iter()
+                .map(|(k, c)| format!("m.{} = k.{}", quote_ident(c), quote_ident(k)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            format!(
+                "NOT EXISTS (SELECT 1 FROM {} AS m WHERE m.delete_ts IS NULL AND {on})",
+                meta_table(&input.table)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let sql = format!(
+        "SELECT {} FROM {} AS k WHERE k.pending AND {absent}",
+        column_list(&step.key, Some("k")),
+        keys_table(&step.name)
+    );
+    let rows: Vec<sqlx::postgres::PgRow> = sqlx::query(&sql)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| db(format!("counting what step `{}` would delete", step.name), e))?;
+    let width = step.key.len();
+    rows.iter()
+        .map(|r| {
+            use sqlx::Row as _;
+            (0..width)
+                .map(|i| r.try_get::<String, _>(i))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Key)
+                .map_err(|e| db(format!("reading keys of step `{}`", step.name), e))
+        })
+        .collect()
+}
+
+/// Of the live rows of `table`, how many any of `producers` produced.
+pub async fn count_by_producer(
+    pool: &PgPool,
+    table: &TableDef,
+    producers: &[Key],
+) -> Result<u64, StoreError> {
+    let mut total = 0u64;
+    for chunk in producers.chunks(CHUNK) {
+        let encoded: Vec<String> = chunk.iter().map(Key::encode).collect();
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {} WHERE delete_ts IS NULL AND producer_key = ANY($1::text[])",
+            meta_table(&table.name)
+        ))
+        .bind(encoded)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| db(format!("counting rows of `{}` by producer", table.name), e))?;
+        total += n as u64;
+    }
+    Ok(total)
+}
+
+/// The keys a step processed successfully and still holds (a sink's items outside), and how
+/// many of `keys` are among them.
+pub async fn held_keys(
+    pool: &PgPool,
+    step: &StepDef,
+    keys: &[Key],
+) -> Result<(u64, u64), StoreError> {
+    let table = keys_table(&step.name);
+    let what = || format!("counting the keys of step `{}`", step.name);
+    let held: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {table} WHERE is_success IS TRUE"
+    ))
+    .fetch_one(pool)
+    .await
+    .map_err(|e| db(what(), e))?;
+    let width = step.key.len();
+    let mut among = 0u64;
+    for chunk in keys.chunks(CHUNK) {
+        let columns: Vec<Vec<String>> = (0..width)
+            .map(|i| chunk.iter().map(|k| k.0[i].clone()).collect())
+            .collect();
+        let params = (1..=width)
+            .map(|i| format!("${i}::text[]"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let names = (0..width)
+            .map(|i| format!("k{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let on = step
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("t.{} = q.k{i}", quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let sql = format!(
+            "SELECT count(*) FROM unnest({params}) AS q({names}) JOIN {table} AS t ON {on} WHERE t.is_success IS TRUE"
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(&sql);
+        for c in columns {
+            q = q.bind(c);
+        }
+        among += q.fetch_one(pool).await.map_err(|e| db(what(), e))? as u64;
+    }
+    Ok((held as u64, among))
+}
