@@ -24,6 +24,7 @@ use etl_core::step::{BuiltStep, StepImpl};
 use crate::steps::embeddings::{EmbedStep, Target};
 use crate::steps::grist_connection::Remembering;
 use crate::steps::memgraph::{EdgeSink, GraphConnection, IndexStep, NodeSink};
+use crate::steps::roles::ROWS;
 use crate::steps::{csv_files, data_model, grist_connection, grist_graph, normalize, test_set};
 
 /// The catalog. Steps that keep state of their own in the database (the embedding cache) get its
@@ -60,6 +61,17 @@ fn transform(t: impl etl_core::Transform + 'static, version: u32) -> Built {
         implementation: StepImpl::Transform(Arc::new(t)),
         version,
     })
+}
+
+/// The table the config binds to `role` (by name, or the first of a list for the first role);
+/// compiling the pipeline reports a missing binding.
+pub fn bound_table(step: &StepConfig, role: &str) -> String {
+    step.inputs
+        .iter()
+        .find(|i| i.role.as_deref() == Some(role))
+        .or_else(|| step.inputs.first().filter(|i| i.role.is_none()))
+        .map(|i| i.table.clone())
+        .unwrap_or_default()
 }
 
 /// Checks that a step's outputs are the tables its implementation writes.
@@ -181,12 +193,14 @@ impl Catalog for EtlCatalog {
             "kg.graph_nodes" => transform(
                 NodeSink {
                     connection: GraphConnection::from_settings(settings, self.database_url.clone()),
+                    rows_table: bound_table(step, ROWS),
                 },
                 1,
             ),
             "kg.graph_edges" => transform(
                 EdgeSink {
                     connection: GraphConnection::from_settings(settings, self.database_url.clone()),
+                    rows_table: bound_table(step, ROWS),
                 },
                 1,
             ),

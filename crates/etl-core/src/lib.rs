@@ -9,8 +9,8 @@
 
 pub mod config;
 pub mod dag;
-pub mod guard;
 pub mod diff;
+pub mod guard;
 pub mod report;
 pub mod retry;
 pub mod row_hash;

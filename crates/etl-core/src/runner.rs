@@ -117,10 +117,11 @@ impl Runner {
         let mut contexts: HashMap<usize, StepContext> = selected
             .iter()
             .map(|&i| {
-                let name = &self.pipeline.steps[i].name;
+                let step = &self.pipeline.steps[i];
                 (
                     i,
-                    StepContext::new(name.clone(), dry_run, memos.remove(name)),
+                    StepContext::new(step.name.clone(), dry_run, memos.remove(&step.name))
+                        .with_outputs(step.outputs.clone()),
                 )
             })
             .collect();
@@ -623,7 +624,7 @@ impl<'a> BatchWorker<'a> {
         let StepImpl::Transform(transform) = &step.implementation else {
             unreachable!("batches are for transforms")
         };
-        let batch = self.store.read_inputs(step, keys).await?;
+        let mut batch = self.store.read_inputs(step, keys).await?;
         // Keys with no row left in any input that lists keys have vanished.
         let mut present: HashSet<Key> = HashSet::new();
         for input in batch.inputs.iter().filter(|i| i.covers_key) {
@@ -634,6 +635,7 @@ impl<'a> BatchWorker<'a> {
                 }
             }
         }
+        batch.present = present.clone();
         let output = transform.process(self.ctx, batch).await?;
 
         let batch_keys: HashSet<&Key> = keys.iter().collect();

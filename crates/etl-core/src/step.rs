@@ -133,6 +133,9 @@ pub struct StepContext {
     /// The memo the step left at the end of its last complete run under its current
     /// fingerprint (see [`StepContext::remember`]); `None` when there is none or it no longer holds.
     pub memo: Option<String>,
+    /// The tables the step writes, as configured (`outputs`), in order: step code writes to
+    /// these, never to a table it names itself.
+    pub outputs: Vec<String>,
     remembered: Arc<Mutex<Option<String>>>,
 }
 
@@ -143,8 +146,27 @@ impl StepContext {
             counters: Counters::default(),
             dry_run,
             memo,
+            outputs: Vec::new(),
             remembered: Arc::default(),
         }
+    }
+
+    /// The same context for a step that writes `outputs`.
+    pub fn with_outputs(mut self, outputs: Vec<String>) -> Self {
+        self.outputs = outputs;
+        self
+    }
+
+    /// The `i`-th configured output table (the catalog checks how many a step has).
+    pub fn output(&self, i: usize) -> Result<&str, StepError> {
+        self.outputs.get(i).map(String::as_str).ok_or_else(|| {
+            StepError::fatal(format!(
+                "step `{}` writes {} output table(s) but {} are configured (a bug: the catalog checks this)",
+                self.step,
+                i + 1,
+                self.outputs.len()
+            ))
+        })
     }
 
     /// Leaves a memo for the step's next run: an extract's description of the source it read
@@ -193,9 +215,26 @@ pub trait Extract: Send + Sync {
     }
 }
 
+/// An input a transform reads, by the role it plays for it (`rows`, `attributes`): declared by
+/// the implementation, bound to a table by `pipelines.toml`, checked when the pipeline compiles.
+/// Step code reads its inputs through their roles, never by table name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputRole {
+    pub name: &'static str,
+    /// Columns the bound table's primary key must have.
+    pub key: &'static [&'static str],
+    /// Other columns the step reads from it (checked against the database by `etl check` and
+    /// before a run).
+    pub columns: &'static [&'static str],
+    /// What the role is, for messages.
+    pub about: &'static str,
+}
+
 /// The rows of one input for a batch of keys.
 #[derive(Debug, Clone)]
 pub struct InputRows {
+    /// The role the table is bound to, when the implementation declares roles.
+    pub role: Option<String>,
     pub table: String,
     /// For each transform key column, the input column it joins (empty for a global input).
     pub join: Vec<(String, String)>,
@@ -210,9 +249,32 @@ pub struct InputBatch {
     pub key_columns: Vec<String>,
     pub keys: Vec<Key>,
     pub inputs: Vec<InputRows>,
+    /// The keys some key-covering input still has rows for, as the engine found them. A key of
+    /// the batch not in it has vanished: its outputs (and a sink's items) are to be removed.
+    pub present: std::collections::HashSet<Key>,
 }
 
 impl InputBatch {
+    /// The input bound to `role`.
+    pub fn role(&self, role: &str) -> Option<&InputRows> {
+        self.inputs.iter().find(|i| i.role.as_deref() == Some(role))
+    }
+
+    /// All rows of the input bound to `role`.
+    pub fn role_rows(&self, role: &str) -> &[Row] {
+        self.role(role).map(|i| i.rows.as_slice()).unwrap_or(&[])
+    }
+
+    /// The rows of the input bound to `role` (one that covers the key), by transform key.
+    pub fn role_rows_by_key(&self, role: &str) -> HashMap<Key, Vec<&Row>> {
+        self.role(role).map(group_by_key).unwrap_or_default()
+    }
+
+    /// Whether `key` has vanished: no key-covering input has a row for it.
+    pub fn vanished(&self, key: &Key) -> bool {
+        !self.present.contains(key)
+    }
+
     /// All rows of an input table in this batch.
     pub fn rows(&self, table: &str) -> &[Row] {
         self.inputs
@@ -224,17 +286,23 @@ impl InputBatch {
 
     /// The rows of an input that covers the key, grouped by transform key.
     pub fn rows_by_key(&self, table: &str) -> HashMap<Key, Vec<&Row>> {
-        let mut out: HashMap<Key, Vec<&Row>> = HashMap::new();
-        if let Some(input) = self.inputs.iter().find(|i| i.table == table) {
-            let cols: Vec<String> = input.join.iter().map(|(_, c)| c.clone()).collect();
-            for row in &input.rows {
-                if let Ok(key) = row.key(&cols) {
-                    out.entry(key).or_default().push(row);
-                }
-            }
-        }
-        out
+        self.inputs
+            .iter()
+            .find(|i| i.table == table)
+            .map(group_by_key)
+            .unwrap_or_default()
     }
+}
+
+fn group_by_key(input: &InputRows) -> HashMap<Key, Vec<&Row>> {
+    let mut out: HashMap<Key, Vec<&Row>> = HashMap::new();
+    let cols: Vec<String> = input.join.iter().map(|(_, c)| c.clone()).collect();
+    for row in &input.rows {
+        if let Ok(key) = row.key(&cols) {
+            out.entry(key).or_default().push(row);
+        }
+    }
+    out
 }
 
 /// One row produced by a transform.
@@ -268,6 +336,12 @@ impl BatchOutput {
 pub trait Transform: Send + Sync {
     /// The columns of the transform key, in order.
     fn key_columns(&self) -> Vec<String>;
+
+    /// The inputs the step reads, by role, in the order a list in `pipelines.toml` binds them.
+    /// Empty: the step takes its inputs as configured and reads them by table (tests' steps).
+    fn inputs(&self) -> Vec<InputRole> {
+        Vec::new()
+    }
 
     /// The join of the key to an input when the config gives none: (key column, input column).
     /// By default each key column joins the input column of the same name, if the input's

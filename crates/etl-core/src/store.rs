@@ -96,7 +96,7 @@ pub struct Capture {
 /// there, counted before anything is (see `crate::guard`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetDeletes {
-    /// An output table, or a sink's outside target ("the graph's nodes").
+    /// An output table (`` table `nodes` ``), or a sink's outside target ("the graph's nodes").
     pub target: String,
     /// Rows (or items) there now.
     pub live: u64,

@@ -42,10 +42,13 @@ pub async fn vanished_pending(pool: &PgPool, step: &StepDef) -> Result<Vec<Key>,
         column_list(&step.key, Some("k")),
         keys_table(&step.name)
     );
-    let rows: Vec<sqlx::postgres::PgRow> = sqlx::query(&sql)
-        .fetch_all(pool)
-        .await
-        .map_err(|e| db(format!("counting what step `{}` would delete", step.name), e))?;
+    let rows: Vec<sqlx::postgres::PgRow> =
+        sqlx::query(&sql).fetch_all(pool).await.map_err(|e| {
+            db(
+                format!("counting what step `{}` would delete", step.name),
+                e,
+            )
+        })?;
     let width = step.key.len();
     rows.iter()
         .map(|r| {

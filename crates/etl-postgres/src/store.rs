@@ -839,6 +839,7 @@ impl Store for PgStore {
                 q.fetch_all(&self.pool).await.map_err(|e| db(ctx(), e))?
             };
             inputs.push(InputRows {
+                role: input.role.clone(),
                 table: input.table.clone(),
                 join: input.join.clone(),
                 covers_key: input.covers_key,
@@ -849,6 +850,7 @@ impl Store for PgStore {
             key_columns: step.key.clone(),
             keys: keys.to_vec(),
             inputs,
+            present: Default::default(),
         })
     }
 
@@ -885,7 +887,7 @@ impl Store for PgStore {
                 self.count_live(def).await?
             };
             out.push(TargetDeletes {
-                target: table.clone(),
+                target: format!("table `{table}`"),
                 live,
                 deleting,
             });

@@ -34,16 +34,23 @@ pub async fn verify(config: &Path) -> Exit {
         crate::load::step_settings(config, &["kg.graph_nodes", "kg.graph_edges"])
     {
         let connection = GraphConnection::from_settings(&mut settings, url.clone());
+        let rows_table = crate::catalog::bound_table(&step, crate::steps::roles::ROWS);
         let drift = match step.uses.as_str() {
             "kg.graph_nodes" => {
-                NodeSink { connection }
-                    .drift(&step.name, Against::Tables)
-                    .await
+                NodeSink {
+                    connection,
+                    rows_table,
+                }
+                .drift(&step.name, Against::Tables)
+                .await
             }
             "kg.graph_edges" => {
-                EdgeSink { connection }
-                    .drift(&step.name, Against::Tables)
-                    .await
+                EdgeSink {
+                    connection,
+                    rows_table,
+                }
+                .drift(&step.name, Against::Tables)
+                .await
             }
             _ => unreachable!("only graph sinks are listed"),
         };

@@ -31,6 +31,8 @@ use embeddings::{embed_all, BatchLimits, EmbedError, Embedder, EmbeddingCache};
 use etl_core::config::Settings;
 
 use super::bulk_index;
+use super::roles::{ATTRIBUTES, ROWS};
+use etl_core::step::InputRole;
 use etl_core::{
     BatchOutput, ErrorClass, InputBatch, Key, Row, StepContext, StepError, Transform, Value,
 };
@@ -43,16 +45,44 @@ pub enum Target {
 }
 
 impl Target {
-    fn input(self) -> &'static str {
+    /// What the step reads: the rows whose attributes it embeds, and the data model's
+    /// attribute list, which says which are embeddable.
+    fn roles(self) -> Vec<InputRole> {
         match self {
-            Target::Nodes => "nodes",
-            Target::Edges => "edges",
-        }
-    }
-    fn attributes_table(self) -> &'static str {
-        match self {
-            Target::Nodes => "dm_anchor_attributes",
-            Target::Edges => "dm_link_attributes",
+            Target::Nodes => vec![
+                InputRole {
+                    name: ROWS,
+                    key: &["node_id", "node_type"],
+                    columns: &["attributes"],
+                    about: "the nodes whose attributes are embedded",
+                },
+                InputRole {
+                    name: ATTRIBUTES,
+                    key: &["anchor", "attribute_name"],
+                    columns: &["embeddable"],
+                    about: "the data model's anchor attributes",
+                },
+            ],
+            Target::Edges => vec![
+                InputRole {
+                    name: ROWS,
+                    key: &[
+                        "from_node_id",
+                        "to_node_id",
+                        "from_node_type",
+                        "to_node_type",
+                        "edge_label",
+                    ],
+                    columns: &["attributes"],
+                    about: "the edges whose attributes are embedded",
+                },
+                InputRole {
+                    name: ATTRIBUTES,
+                    key: &["link", "attribute_name"],
+                    columns: &["embeddable"],
+                    about: "the data model's link attributes",
+                },
+            ],
         }
     }
     fn owner_column(self) -> &'static str {
@@ -301,6 +331,10 @@ impl Transform for EmbedStep {
         self.target.key()
     }
 
+    fn inputs(&self) -> Vec<InputRole> {
+        self.target.roles()
+    }
+
     async fn check(&self) -> Result<(), StepError> {
         self.ready().await.map(|_| ())
     }
@@ -336,7 +370,7 @@ impl Transform for EmbedStep {
 
         // Embeddable attributes per type.
         let mut embeddable: HashMap<String, Vec<String>> = HashMap::new();
-        for a in batch.rows(target.attributes_table()) {
+        for a in batch.role_rows(ATTRIBUTES) {
             if matches!(a.get("embeddable"), Some(Value::Bool(true))) {
                 if let (Some(owner), Some(name)) =
                     (a.text(target.owner_column()), a.text("attribute_name"))
@@ -350,7 +384,7 @@ impl Transform for EmbedStep {
         }
 
         // The texts of each key.
-        let rows = batch.rows_by_key(target.input());
+        let rows = batch.role_rows_by_key(ROWS);
         let mut wanted: Vec<(Key, &Row, String, String)> = Vec::new();
         for key in &batch.keys {
             let Some(row) = rows.get(key).and_then(|r| r.first()) else {

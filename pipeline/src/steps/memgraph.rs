@@ -28,6 +28,8 @@ use graph::cypher::{self, check_name};
 use graph::{bolt, Dialect, GraphClient, GraphConfig, GraphError};
 
 use super::memgraph_seen::{self, Elements};
+use super::roles::ROWS;
+use etl_core::step::InputRole;
 
 /// The connection every graph step shares the settings of, and the database for drift checks.
 pub struct GraphConnection {
@@ -302,6 +304,24 @@ impl Transform for IndexStep {
         vec![self.key().to_string()]
     }
 
+    fn inputs(&self) -> Vec<InputRole> {
+        vec![if self.anchors {
+            InputRole {
+                name: ROWS,
+                key: &["noun"],
+                columns: &[],
+                about: "the data model's anchors",
+            }
+        } else {
+            InputRole {
+                name: ROWS,
+                key: &["sentence"],
+                columns: &[],
+                about: "the data model's links",
+            }
+        }]
+    }
+
     async fn check(&self) -> Result<(), StepError> {
         self.connection.client().await.map(|_| ())
     }
@@ -323,13 +343,7 @@ impl Transform for IndexStep {
         batch: InputBatch,
     ) -> Result<BatchOutput, StepError> {
         let graph = self.connection.client().await?;
-        let input = batch
-            .inputs
-            .iter()
-            .find(|i| i.covers_key)
-            .map(|i| i.table.clone())
-            .unwrap_or_default();
-        let present = batch.rows_by_key(&input);
+        let present = batch.role_rows_by_key(ROWS);
         let what = if self.anchors {
             "label"
         } else {
@@ -383,6 +397,8 @@ impl Transform for IndexStep {
 /// `uses = "kg.graph_nodes"`.
 pub struct NodeSink {
     pub connection: GraphConnection,
+    /// The table bound to its `rows` role (`nodes`), which drift checks compare with.
+    pub rows_table: String,
 }
 
 /// How many keys of the table to look up in the graph, besides the counts.
@@ -403,8 +419,12 @@ impl NodeSink {
         let pool = self.connection.pool().await?;
         let key = ["node_id", "node_type"];
         let table = match against {
-            Against::Tables => exact(table_counts(pool, step, "nodes", "node_type", &key).await?),
-            Against::Written => written_bounds(pool, step, "nodes", "node_type", &key).await?,
+            Against::Tables => {
+                exact(table_counts(pool, step, &self.rows_table, "node_type", &key).await?)
+            }
+            Against::Written => {
+                written_bounds(pool, step, &self.rows_table, "node_type", &key).await?
+            }
         };
         let in_graph = graph.node_counts().await.map_err(graph_error)?;
         let mut drift = Drift {
@@ -475,6 +495,15 @@ impl Transform for NodeSink {
         "the graph's nodes".to_string()
     }
 
+    fn inputs(&self) -> Vec<InputRole> {
+        vec![InputRole {
+            name: ROWS,
+            key: &["node_id", "node_type"],
+            columns: &["attributes"],
+            about: "the nodes to hold in the graph",
+        }]
+    }
+
     async fn check(&self) -> Result<(), StepError> {
         self.connection.client().await.map(|_| ())
     }
@@ -506,7 +535,7 @@ impl Transform for NodeSink {
         batch: InputBatch,
     ) -> Result<BatchOutput, StepError> {
         let graph = self.connection.client().await?;
-        let rows = batch.rows_by_key("nodes");
+        let rows = batch.role_rows_by_key(ROWS);
         let mut out = BatchOutput::default();
         let mut upserts: BTreeMap<String, Vec<neo4rs::BoltType>> = BTreeMap::new();
         let mut deletes: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -522,7 +551,11 @@ impl Transform for NodeSink {
                     ("id", bolt::string(id)),
                     ("props", bolt::from_json(&props_of(row, id))),
                 ])),
-                None => deletes.entry(label.clone()).or_default().push(id.clone()),
+                // Only a key the engine found gone is removed: no rows read is not enough.
+                None if batch.vanished(key) => {
+                    deletes.entry(label.clone()).or_default().push(id.clone())
+                }
+                None => {}
             }
         }
         let mut statements: Vec<Statement> = Vec::new();
@@ -557,6 +590,8 @@ impl Transform for NodeSink {
 /// `uses = "kg.graph_edges"`.
 pub struct EdgeSink {
     pub connection: GraphConnection,
+    /// The table bound to its `rows` role (`edges`), which drift checks compare with.
+    pub rows_table: String,
 }
 
 impl EdgeSink {
@@ -571,8 +606,12 @@ impl EdgeSink {
             "edge_label",
         ];
         let table = match against {
-            Against::Tables => exact(table_counts(pool, step, "edges", "edge_label", &key).await?),
-            Against::Written => written_bounds(pool, step, "edges", "edge_label", &key).await?,
+            Against::Tables => {
+                exact(table_counts(pool, step, &self.rows_table, "edge_label", &key).await?)
+            }
+            Against::Written => {
+                written_bounds(pool, step, &self.rows_table, "edge_label", &key).await?
+            }
         };
         let in_graph = graph.edge_counts().await.map_err(graph_error)?;
         Ok(Drift {
@@ -587,6 +626,21 @@ impl EdgeSink {
 impl Transform for EdgeSink {
     fn outside_target(&self) -> String {
         "the graph's edges".to_string()
+    }
+
+    fn inputs(&self) -> Vec<InputRole> {
+        vec![InputRole {
+            name: ROWS,
+            key: &[
+                "from_node_id",
+                "to_node_id",
+                "from_node_type",
+                "to_node_type",
+                "edge_label",
+            ],
+            columns: &["attributes"],
+            about: "the edges to hold in the graph",
+        }]
     }
 
     fn key_columns(&self) -> Vec<String> {
@@ -631,7 +685,7 @@ impl Transform for EdgeSink {
         batch: InputBatch,
     ) -> Result<BatchOutput, StepError> {
         let graph = self.connection.client().await?;
-        let rows = batch.rows_by_key("edges");
+        let rows = batch.role_rows_by_key(ROWS);
         let mut out = BatchOutput::default();
         type Group = (String, String, String);
         let mut upserts: BTreeMap<Group, Vec<neo4rs::BoltType>> = BTreeMap::new();
@@ -662,10 +716,12 @@ impl Transform for EdgeSink {
                         ("props", bolt::from_json(&props)),
                     ]));
                 }
-                None => deletes.entry(group).or_default().push(bolt::map([
+                // Only a key the engine found gone is removed: no rows read is not enough.
+                None if batch.vanished(key) => deletes.entry(group).or_default().push(bolt::map([
                     ("from", bolt::string(from)),
                     ("to", bolt::string(to)),
                 ])),
+                None => {}
             }
         }
         let mut statements: Vec<Statement> = Vec::new();

@@ -9,5 +9,6 @@ pub mod grist_graph;
 pub mod memgraph;
 pub mod memgraph_seen;
 pub mod normalize;
+pub mod roles;
 pub mod step_database;
 pub mod test_set;

@@ -1,12 +1,16 @@
-//! `uses = "kg.normalize_nodes"` and `"kg.normalize_edges"`: `grist_nodes`/`grist_edges` into
-//! `nodes`/`edges`, key by key, so that downstream steps see changes per node and per edge.
+//! `uses = "kg.normalize_nodes"` and `"kg.normalize_edges"`: the extracted nodes or edges (role
+//! `rows`: `grist_nodes`/`grist_edges`) into the step's output (`nodes`/`edges`), key by key,
+//! so that downstream steps see changes per node and per edge.
 //!
 //! Normalizing: attributes are always a JSON object, without null or empty-string values.
 
 use async_trait::async_trait;
 use serde_json::Value as J;
 
+use etl_core::step::InputRole;
 use etl_core::{BatchOutput, InputBatch, Row, StepContext, StepError, Transform, Value};
+
+use super::roles::ROWS;
 
 fn normalized_attributes(value: Option<&Value>) -> J {
     let mut out = serde_json::Map::new();
@@ -21,9 +25,10 @@ fn normalized_attributes(value: Option<&Value>) -> J {
     J::Object(out)
 }
 
-/// Copies each key's row from `input` to `output`, normalizing its attributes.
-fn copy_rows(batch: &InputBatch, input: &str, output: &str) -> BatchOutput {
-    let by_key = batch.rows_by_key(input);
+/// Copies each key's row from the input bound to `rows` to `output`, normalizing its
+/// attributes.
+fn copy_rows(batch: &InputBatch, output: &str) -> BatchOutput {
+    let by_key = batch.role_rows_by_key(ROWS);
     let mut out = BatchOutput::default();
     for key in &batch.keys {
         let Some(row) = by_key.get(key).and_then(|rows| rows.first()) else {
@@ -48,12 +53,21 @@ impl Transform for NormalizeNodes {
         vec!["node_id".into(), "node_type".into()]
     }
 
+    fn inputs(&self) -> Vec<InputRole> {
+        vec![InputRole {
+            name: ROWS,
+            key: &["node_id", "node_type"],
+            columns: &["attributes"],
+            about: "the nodes as extracted",
+        }]
+    }
+
     async fn process(
         &self,
-        _ctx: &StepContext,
+        ctx: &StepContext,
         batch: InputBatch,
     ) -> Result<BatchOutput, StepError> {
-        Ok(copy_rows(&batch, "grist_nodes", "nodes"))
+        Ok(copy_rows(&batch, ctx.output(0)?))
     }
 }
 
@@ -73,11 +87,26 @@ impl Transform for NormalizeEdges {
         .to_vec()
     }
 
+    fn inputs(&self) -> Vec<InputRole> {
+        vec![InputRole {
+            name: ROWS,
+            key: &[
+                "from_node_id",
+                "to_node_id",
+                "from_node_type",
+                "to_node_type",
+                "edge_label",
+            ],
+            columns: &["attributes"],
+            about: "the edges as extracted",
+        }]
+    }
+
     async fn process(
         &self,
-        _ctx: &StepContext,
+        ctx: &StepContext,
         batch: InputBatch,
     ) -> Result<BatchOutput, StepError> {
-        Ok(copy_rows(&batch, "grist_edges", "edges"))
+        Ok(copy_rows(&batch, ctx.output(0)?))
     }
 }

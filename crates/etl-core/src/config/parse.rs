@@ -45,6 +45,9 @@ pub struct TableConfig {
 
 #[derive(Debug, Clone)]
 pub struct InputConfig {
+    /// The implementation's input role this table is bound to, when the config names it
+    /// (`inputs = { rows = "nodes" }`); a list binds roles in the order the step declares them.
+    pub role: Option<String>,
     pub table: String,
     /// Explicit join of the step's key columns to the input's columns: (key column, input column).
     pub on: Option<Vec<(String, String)>>,
@@ -144,6 +147,67 @@ impl Reader {
                     format!("expected a list of strings, found {}", other.type_str()),
                 );
                 Vec::new()
+            }
+        }
+    }
+
+    /// One input: a table name, or `{ table = ..., on = { key column = input column } }`.
+    fn input(&mut self, place: &str, item: &toml::Value) -> Option<InputConfig> {
+        match item {
+            toml::Value::String(t) => Some(InputConfig {
+                role: None,
+                table: t.clone(),
+                on: None,
+                place: place.to_string(),
+            }),
+            toml::Value::Table(t) => {
+                self.unknown_keys(place, t, &["table", "on"]);
+                let Some(table) = t.get("table").and_then(|v| v.as_str()) else {
+                    self.err(format!("{place}.table"), "is required (a table name)");
+                    return None;
+                };
+                let on = match t.get("on") {
+                    None => None,
+                    Some(toml::Value::Table(on)) => {
+                        let mut pairs = Vec::new();
+                        for (k, v) in on {
+                            match v.as_str() {
+                                Some(col) => pairs.push((k.clone(), col.to_string())),
+                                None => self.err(
+                                    format!("{place}.on.{k}"),
+                                    "expected the name of a column of the input table",
+                                ),
+                            }
+                        }
+                        Some(pairs)
+                    }
+                    Some(other) => {
+                        self.err(
+                            format!("{place}.on"),
+                            format!(
+                                "expected a table of key column = input column, found {}",
+                                other.type_str()
+                            ),
+                        );
+                        None
+                    }
+                };
+                Some(InputConfig {
+                    role: None,
+                    table: table.to_string(),
+                    on,
+                    place: place.to_string(),
+                })
+            }
+            other => {
+                self.err(
+                    place,
+                    format!(
+                        "expected a table name or {{ table = ..., on = {{...}} }}, found {}",
+                        other.type_str()
+                    ),
+                );
+                None
             }
         }
     }
@@ -402,56 +466,24 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                 Some(toml::Value::Array(items)) => {
                     for (i, item) in items.iter().enumerate() {
                         let iplace = format!("{place}.inputs[{i}]");
-                        match item {
-                            toml::Value::String(t) => inputs.push(InputConfig {
-                                table: t.clone(),
-                                on: None,
-                                place: iplace,
-                            }),
-                            toml::Value::Table(t) => {
-                                r.unknown_keys(&iplace, t, &["table", "on"]);
-                                let table = match t.get("table").and_then(|v| v.as_str()) {
-                                    Some(tn) => tn.to_string(),
-                                    None => {
-                                        r.err(format!("{iplace}.table"), "is required (a table name)");
-                                        continue;
-                                    }
-                                };
-                                let on = match t.get("on") {
-                                    None => None,
-                                    Some(toml::Value::Table(on)) => {
-                                        let mut pairs = Vec::new();
-                                        for (k, v) in on {
-                                            match v.as_str() {
-                                                Some(col) => pairs.push((k.clone(), col.to_string())),
-                                                None => r.err(
-                                                    format!("{iplace}.on.{k}"),
-                                                    "expected the name of a column of the input table",
-                                                ),
-                                            }
-                                        }
-                                        Some(pairs)
-                                    }
-                                    Some(other) => {
-                                        r.err(
-                                            format!("{iplace}.on"),
-                                            format!("expected a table of key column = input column, found {}", other.type_str()),
-                                        );
-                                        None
-                                    }
-                                };
-                                inputs.push(InputConfig { table, on, place: iplace });
-                            }
-                            other => r.err(
-                                iplace,
-                                format!("expected a table name or {{ table = ..., on = {{...}} }}, found {}", other.type_str()),
-                            ),
+                        inputs.extend(r.input(&iplace, item));
+                    }
+                }
+                Some(toml::Value::Table(roles)) => {
+                    for (role, item) in roles {
+                        let iplace = format!("{place}.inputs.{role}");
+                        if let Some(mut input) = r.input(&iplace, item) {
+                            input.role = Some(role.clone());
+                            inputs.push(input);
                         }
                     }
                 }
                 Some(other) => r.err(
                     format!("{place}.inputs"),
-                    format!("expected a list, found {}", other.type_str()),
+                    format!(
+                        "expected a list of tables, or a table of role = table, found {}",
+                        other.type_str()
+                    ),
                 ),
             }
             let after = s

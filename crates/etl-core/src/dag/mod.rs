@@ -21,6 +21,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+mod roles;
+
 use crate::config::{ConfigError, EnvLookup, PipelineConfig, Settings, StepConfig};
 use crate::step::{BuiltStep, StepImpl};
 
@@ -49,6 +51,8 @@ pub struct TableDef {
 
 #[derive(Debug, Clone)]
 pub struct InputDef {
+    /// The role the implementation reads this table as (see [`crate::step::InputRole`]).
+    pub role: Option<String>,
     pub table: String,
     /// (key column, input column) pairs.
     pub join: Vec<(String, String)>,
@@ -398,7 +402,12 @@ pub fn compile(
         }
         let mut inputs = Vec::new();
         if s.kind != StepKind::Extract {
-            for inp in &s.inputs {
+            let declared = match &built.implementation {
+                StepImpl::Transform(t) => t.inputs(),
+                StepImpl::Extract(_) => Vec::new(),
+            };
+            let roles = roles::bind(&place, &s.uses, &declared, &s.inputs, &tables, &mut errors);
+            for (inp, role) in s.inputs.iter().zip(roles) {
                 let Some(table) = tables.get(&inp.table) else {
                     continue;
                 };
@@ -439,6 +448,7 @@ pub fn compile(
                 let joined: BTreeSet<&String> = join.iter().map(|(k, _)| k).collect();
                 let covers_key = key.iter().all(|k| joined.contains(k));
                 inputs.push(InputDef {
+                    role,
                     table: inp.table.clone(),
                     join,
                     covers_key,
@@ -468,7 +478,13 @@ pub fn compile(
             for k in &key {
                 put(k);
             }
+            // Roles bound by name are part of the wiring; a list's roles follow its order, which
+            // the tables' order below already gives.
+            let named = s.inputs.iter().any(|i| i.role.is_some());
             for i in &inputs {
+                if let Some(role) = i.role.as_ref().filter(|_| named) {
+                    put(role);
+                }
                 put(&i.table);
                 for (k, c) in &i.join {
                     put(k);
