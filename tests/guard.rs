@@ -181,3 +181,56 @@ async fn a_wrong_binding_is_refused_by_check_naming_step_role_and_table() {
         assert_eq!(s.count("SELECT count(*) FROM nodes").await, 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_server_that_refuses_every_statement_stops_the_step_at_the_first_error() {
+    let s = Setup::demo().await;
+    // No such database: nothing any key can change. The step stops at once (exit 2), with no
+    // key recorded as failed: the batch is not split into a transaction per key.
+    let r = s
+        .etl(&["run"], &[("MEMGRAPH_DATABASE", "no_such_database")])
+        .await;
+    assert_eq!(r.code, Some(2), "{r}");
+    for step in ["graph_anchor_indexes", "graph_nodes"] {
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(step))
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(
+            line.contains("FAILED") || line.contains("skipped"),
+            "{line}"
+        );
+        assert!(!line.contains("keys failed"), "{line}");
+    }
+    assert!(!r.stdout.contains("keys failed"), "{r}");
+
+    // Memgraph's index statements on a server that speaks the Neo4j dialect: each is refused,
+    // the step fails, and no index is recorded as made.
+    let r = s.etl(&["run"], &[("MEMGRAPH_DIALECT", "memgraph")]).await;
+    assert_eq!(r.code, Some(2), "{r}");
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("graph_anchor_indexes"))
+        .unwrap();
+    assert!(line.contains("refused the statement"), "{line}");
+    assert_eq!(
+        s.count("SELECT count(*) FROM memgraph_anchor_indexes")
+            .await,
+        0
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM etl.\"keys__graph_anchor_indexes\" WHERE is_success = false")
+            .await,
+        0
+    );
+    // The right dialect then makes them all.
+    let r = s.run().await;
+    assert!(!r.stdout.contains("FAILED"), "{r}");
+    assert_eq!(
+        s.count("SELECT count(*) FROM memgraph_anchor_indexes")
+            .await,
+        3
+    );
+}

@@ -60,7 +60,7 @@ pub trait Retryable {
 
 impl Retryable for crate::step::StepError {
     fn is_transient(&self) -> bool {
-        crate::step::StepError::is_transient(self)
+        crate::step::StepError::is_transient(self) && !self.retried
     }
     fn retry_after(&self) -> Option<Duration> {
         self.retry_after

@@ -46,6 +46,8 @@ pub struct StepError {
     pub message: String,
     /// A server's request to wait before retrying (HTTP `Retry-After`).
     pub retry_after: Option<Duration>,
+    /// The connector retried it already (its own layer of retries): the engine does not again.
+    pub retried: bool,
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -56,6 +58,7 @@ impl StepError {
             class,
             message: message.into(),
             retry_after: None,
+            retried: false,
             source: None,
         }
     }
@@ -84,6 +87,14 @@ impl StepError {
 
     pub fn is_transient(&self) -> bool {
         self.class == ErrorClass::Transient
+    }
+
+    /// Marks a transient error its connector has already retried: the engine then stops the
+    /// step with it (its keys stay pending) instead of retrying on top, so that retries happen
+    /// in one layer only.
+    pub fn already_retried(mut self) -> Self {
+        self.retried = true;
+        self
     }
 
     /// The message with its whole source chain, for the record of a failed key.

@@ -12,6 +12,7 @@ use etl_core::retry::{retry, RetryPolicy, Retryable};
 use crate::bolt;
 use crate::cypher;
 use crate::dialect::Dialect;
+use crate::error_policy::Class;
 
 #[derive(Debug, Clone)]
 pub struct GraphConfig {
@@ -28,12 +29,17 @@ pub struct GraphConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
-    #[error("cannot connect to the graph at {uri} (check MEMGRAPH_URI, MEMGRAPH_USER, MEMGRAPH_PWD): {message}")]
+    #[error("cannot connect to the graph at {uri} (check MEMGRAPH_URI, MEMGRAPH_USER, MEMGRAPH_PWD, MEMGRAPH_DATABASE): {message}")]
     Connect { uri: String, message: String },
+    /// Still failing after the client's retries.
     #[error("graph {what}: {message}")]
     Transient { what: String, message: String },
+    /// The server refused a value of some row (see [`crate::error_policy`]).
     #[error("graph {what}: {message}")]
     Rejected { what: String, message: String },
+    /// The server refused the statement whatever the rows: a person must fix something.
+    #[error("graph {what}: the server refused the statement (check MEMGRAPH_DATABASE, MEMGRAPH_DIALECT and the server's permissions): {message}")]
+    Refused { what: String, message: String },
 }
 
 impl Retryable for GraphError {
@@ -42,28 +48,14 @@ impl Retryable for GraphError {
     }
 }
 
-/// Decides whether a neo4rs error is worth retrying.
+/// A neo4rs error, classified by [`crate::error_policy`].
 fn classify(what: &str, e: neo4rs::Error) -> GraphError {
-    let message = e.to_string();
-    let lower = message.to_ascii_lowercase();
-    let transient = matches!(
-        e,
-        neo4rs::Error::IOError { .. } | neo4rs::Error::ConnectionError
-    ) || lower.contains("conflicting transactions")
-        || lower.contains("deadlock")
-        || lower.contains("transienterror")
-        || lower.contains("connection")
-        || lower.contains("timed out");
-    if transient {
-        GraphError::Transient {
-            what: what.to_string(),
-            message,
-        }
-    } else {
-        GraphError::Rejected {
-            what: what.to_string(),
-            message,
-        }
+    let class = crate::error_policy::classify(&e);
+    let (what, message) = (what.to_string(), e.to_string());
+    match class {
+        Class::Transient => GraphError::Transient { what, message },
+        Class::Data => GraphError::Rejected { what, message },
+        Class::Fatal => GraphError::Refused { what, message },
     }
 }
 
@@ -151,7 +143,7 @@ impl GraphClient {
         match self.graph.run(query("SHOW STORAGE INFO")).await {
             Ok(()) => Ok(Dialect::Memgraph),
             Err(e) => match classify(what, e) {
-                GraphError::Rejected { .. } => Ok(Dialect::Neo4j),
+                GraphError::Rejected { .. } | GraphError::Refused { .. } => Ok(Dialect::Neo4j),
                 other => Err(other),
             },
         }
@@ -168,7 +160,9 @@ impl GraphClient {
         })
         .await;
         match r {
-            Err(GraphError::Rejected { message, .. }) if self.dialect.is_already_done(&message) => {
+            Err(GraphError::Rejected { message, .. } | GraphError::Refused { message, .. })
+                if self.dialect.is_already_done(statement, &message) =>
+            {
                 Ok(())
             }
             other => other,

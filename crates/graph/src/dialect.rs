@@ -115,20 +115,50 @@ impl Dialect {
         }
     }
 
-    /// Whether an error from a create/drop statement only says it was already done.
-    pub fn is_already_done(self, message: &str) -> bool {
+    /// Whether the server's refusal of an index statement only says it was done already:
+    /// "already exists" for a create, "does not exist" for a drop, and nothing else. A missing
+    /// database is never "done", whatever the statement.
+    pub fn is_already_done(self, statement: &str, message: &str) -> bool {
         let m = message.to_ascii_lowercase();
-        m.contains("already exists")
-            || m.contains("equivalent")
-            || m.contains("doesn't exist")
-            || m.contains("does not exist")
-            || m.contains("not found")
+        if m.contains("database") {
+            return false;
+        }
+        let verb = statement
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        match verb.as_str() {
+            "CREATE" => m.contains("already exists") || m.contains("equivalent"),
+            "DROP" => {
+                m.contains("does not exist")
+                    || m.contains("doesn't exist")
+                    || m.contains("not found")
+                    || m.contains("no such")
+            }
+            _ => false,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn already_done_means_exists_for_a_create_and_missing_for_a_drop() {
+        let d = Dialect::Neo4j;
+        let create = "CREATE INDEX x IF NOT EXISTS FOR (n:`a`) ON (n.id)";
+        let drop = "DROP INDEX x IF EXISTS";
+        assert!(d.is_already_done(create, "An equivalent index already exists"));
+        assert!(!d.is_already_done(create, "Index `x` does not exist"));
+        assert!(!d.is_already_done(create, "Label not found"));
+        assert!(d.is_already_done(drop, "Index `x` does not exist"));
+        assert!(!d.is_already_done(drop, "Index `x` already exists"));
+        assert!(!d.is_already_done(create, "Database `nope` not found"));
+        assert!(!d.is_already_done(drop, "Database does not exist: nope"));
+        assert!(!d.is_already_done("SHOW INDEXES", "already exists"));
+    }
 
     #[test]
     fn memgraph_statements() {

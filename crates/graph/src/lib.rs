@@ -5,12 +5,14 @@
 //! * [`dialect`]: index and constraint statements, which differ between Memgraph and Neo4j;
 //! * [`bolt`]: JSON values as Bolt values;
 //! * [`client`]: the Bolt connection (neo4rs): a batch in one transaction, DDL in auto-commit,
-//!   errors classified for retrying.
+//!   transient errors retried (the only layer that retries them);
+//! * [`error_policy`]: the one table from the server's errors to transient, data and fatal.
 
 pub mod bolt;
 pub mod client;
 pub mod cypher;
 pub mod dialect;
+pub mod error_policy;
 
 pub use client::{GraphClient, GraphConfig, GraphError};
 pub use dialect::Dialect;

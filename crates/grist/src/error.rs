@@ -73,16 +73,23 @@ impl etl_core::retry::Retryable for GristError {
     }
 }
 
+/// Grist's errors for the engine: a transient one has been retried by the client already (the
+/// one layer of retries for Grist), anything else is fatal: no row of a snapshot is at fault.
 impl From<GristError> for StepError {
     fn from(e: GristError) -> Self {
-        let class = if e.is_transient() {
+        let transient = e.is_transient();
+        let class = if transient {
             ErrorClass::Transient
         } else {
             ErrorClass::Fatal
         };
         let retry_after = etl_core::retry::Retryable::retry_after(&e);
-        StepError::new(class, e.to_string())
-            .with_retry_after(retry_after)
-            .with_source(e)
+        let error = StepError::new(class, e.to_string()).with_retry_after(retry_after);
+        let error = if transient {
+            error.already_retried()
+        } else {
+            error
+        };
+        error.with_source(e)
     }
 }

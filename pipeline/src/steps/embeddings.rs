@@ -316,10 +316,13 @@ impl EmbedStep {
 
 fn embed_error(e: EmbedError) -> StepError {
     match e {
+        // The batcher retried the request already: retries happen in one layer.
         EmbedError::Transient {
             message,
             retry_after,
-        } => StepError::transient(message).with_retry_after(retry_after),
+        } => StepError::transient(message)
+            .with_retry_after(retry_after)
+            .already_retried(),
         EmbedError::Rejected { message } => StepError::data(message),
         EmbedError::Fatal { message } => StepError::fatal(message),
     }

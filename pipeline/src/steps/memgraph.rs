@@ -104,9 +104,14 @@ impl GraphConnection {
 
 pub(super) fn graph_error(e: GraphError) -> StepError {
     match e {
-        GraphError::Transient { .. } => StepError::transient(e.to_string()).with_source(e),
+        // The client retried it already: retries happen in one layer.
+        GraphError::Transient { .. } => StepError::transient(e.to_string())
+            .already_retried()
+            .with_source(e),
         GraphError::Rejected { .. } => StepError::data(e.to_string()).with_source(e),
-        GraphError::Connect { .. } => StepError::fatal(e.to_string()).with_source(e),
+        GraphError::Connect { .. } | GraphError::Refused { .. } => {
+            StepError::fatal(e.to_string()).with_source(e)
+        }
     }
 }
 
@@ -339,7 +344,7 @@ impl Transform for IndexStep {
 
     async fn process(
         &self,
-        _ctx: &StepContext,
+        ctx: &StepContext,
         batch: InputBatch,
     ) -> Result<BatchOutput, StepError> {
         let graph = self.connection.client().await?;
@@ -359,13 +364,15 @@ impl Transform for IndexStep {
             }
             let statements = if present.contains_key(key) {
                 self.create(graph.dialect, name)
-            } else {
+            } else if batch.vanished(key) {
                 self.drop(graph.dialect, name)
+            } else {
+                Vec::new()
             };
             for s in statements {
                 graph.ddl(&s).await.map_err(graph_error)?;
             }
-            if !present.contains_key(key) && self.anchors && graph.dialect == Dialect::Neo4j {
+            if batch.vanished(key) && self.anchors && graph.dialect == Dialect::Neo4j {
                 // Whatever the server named them: drop every index left on label(id).
                 for index in graph
                     .index_names_on(name, "id")
@@ -380,11 +387,7 @@ impl Transform for IndexStep {
             }
             if present.contains_key(key) {
                 out.push(
-                    if self.anchors {
-                        "memgraph_anchor_indexes"
-                    } else {
-                        "memgraph_link_indexes"
-                    },
+                    ctx.output(0)?,
                     key,
                     Row::new().with(self.key(), name.as_str()),
                 );
