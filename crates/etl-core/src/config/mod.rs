@@ -66,11 +66,32 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// Postgres's limit on identifiers, in bytes: a longer name is silently cut, so two long names
+/// could share one bookkeeping table.
+pub const IDENTIFIER_LIMIT: usize = 63;
+
+/// The longest name the store derives from a table's name: `meta__<table>__producer`.
+pub const TABLE_NAME_OVERHEAD: usize = "meta____producer".len();
+
+/// The longest name the store derives from a step's name: `keys__<step>__pending`.
+pub const STEP_NAME_OVERHEAD: usize = "keys____pending".len();
+
 /// Names of tables and steps: they become parts of identifiers in the store, so they are kept
-/// to a plain, portable shape.
+/// to a plain, portable shape (lowercase letters, digits and `_`, starting with a letter).
 pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some('a'..='z'))
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
-        && name.len() <= 48
+}
+
+/// Why a table or step name is too long for the store's bookkeeping names, if it is.
+pub fn too_long(name: &str, overhead: usize, derived: &str) -> Option<String> {
+    let max = IDENTIFIER_LIMIT - overhead;
+    (name.len() > max).then(|| {
+        format!(
+            "is {} bytes; at most {max}: the bookkeeping name `{}` must fit Postgres's {IDENTIFIER_LIMIT}-byte limit for identifiers (a longer one is cut, and two names could then share a table)",
+            name.len(),
+            derived.replace("{}", name)
+        )
+    })
 }

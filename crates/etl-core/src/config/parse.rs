@@ -23,7 +23,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{is_valid_name, ConfigError};
+use super::{
+    is_valid_name, too_long, ConfigError, STEP_NAME_OVERHEAD, TABLE_NAME_OVERHEAD,
+};
 use crate::dag::StepKind;
 
 pub const SUPPORTED_VERSION: i64 = 1;
@@ -342,7 +344,9 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
         for (name, value) in ts {
             let place = format!("tables.{name}");
             if !is_valid_name(name) {
-                r.err(&place, "table names are lowercase letters, digits and `_`, starting with a letter, at most 48 characters");
+                r.err(&place, "table names are lowercase letters, digits and `_`, starting with a letter");
+            } else if let Some(why) = too_long(name, TABLE_NAME_OVERHEAD, "etl.meta__{}__producer") {
+                r.err(&place, format!("the table name {why}"));
             }
             let Some(t) = r.table(&place, value) else {
                 continue;
@@ -390,7 +394,9 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
         for (name, value) in ss {
             let place = format!("steps.{name}");
             if !is_valid_name(name) {
-                r.err(&place, "step names are lowercase letters, digits and `_`, starting with a letter, at most 48 characters");
+                r.err(&place, "step names are lowercase letters, digits and `_`, starting with a letter");
+            } else if let Some(why) = too_long(name, STEP_NAME_OVERHEAD, "etl.keys__{}__pending") {
+                r.err(&place, format!("the step name {why}"));
             }
             let Some(s) = r.table(&place, value) else {
                 continue;
@@ -573,4 +579,30 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
         steps,
     };
     (Some(config), r.errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(text: &str) -> Vec<String> {
+        parse(text).1.into_iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn names_whose_bookkeeping_would_pass_postgres_limit_are_refused_with_the_limit() {
+        let table = |n: usize| "t".repeat(n);
+        let config = |t: &str, s: &str| {
+            format!(
+                "version = 1\n[tables.{t}]\nprimary_key = [\"id\"]\n[steps.{s}]\nkind = \"extract\"\nuses = \"x\"\noutputs = [\"{t}\"]\n"
+            )
+        };
+        assert!(errors_of(&config(&table(47), &"s".repeat(48))).is_empty());
+        let errors = errors_of(&config(&table(48), &"s".repeat(49)));
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("the table name is 48 bytes; at most 47")
+            && e.contains("63-byte limit")
+            && e.contains("__producer")));
+        assert!(errors.iter().any(|e| e.contains("the step name is 49 bytes; at most 48")));
+    }
 }
