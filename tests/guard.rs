@@ -163,6 +163,12 @@ async fn a_wrong_binding_is_refused_by_check_naming_step_role_and_table() {
             "inputs = { rows = \"nodes\" }",
             "steps.embed_nodes.inputs: role `attributes` of `kg.embed_nodes`",
         ),
+        // The right key but not the columns the role reads (checked against the database).
+        (
+            "inputs = [\"nodes\"]\nafter = [\"graph_anchor_indexes\"]",
+            "inputs = [\"rag_anchor_embeddings\"]\nafter = [\"graph_anchor_indexes\"]",
+            "steps.graph_nodes.inputs: table `rag_anchor_embeddings` does not fit role `rows` (the nodes to hold in the graph): it has no column attributes",
+        ),
         // An unknown role.
         (
             "inputs = [\"grist_nodes\"]\noutputs = [\"nodes\"]",

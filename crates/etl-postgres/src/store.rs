@@ -69,6 +69,11 @@ impl PgStore {
         &self.pool
     }
 
+    /// What `prepare` found of a table: its columns and key (none before `prepare`).
+    pub fn table_info(&self, table: &str) -> Option<Arc<TableInfo>> {
+        self.tables.read().expect("table cache").get(table).cloned()
+    }
+
     fn info(&self, table: &str) -> Result<Arc<TableInfo>, StoreError> {
         self.tables
             .read()

@@ -69,6 +69,13 @@ pub async fn check(config: &Path) -> Exit {
                 }
                 exit = Exit::Service;
             }
+            let misfits = super::role_column_problems(&pipeline, &store).await;
+            for m in &misfits {
+                eprintln!("error: {m}");
+            }
+            if !misfits.is_empty() {
+                return Exit::Config;
+            }
         }
         Err(e) => return e,
     }

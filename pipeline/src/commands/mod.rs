@@ -72,3 +72,51 @@ pub async fn open_store(pipeline: &Pipeline, prepare: bool) -> Result<Arc<PgStor
     }
     Ok(Arc::new(store))
 }
+
+/// The columns each bound input role reads that its table lacks, as messages naming the step,
+/// the role and the table (the keys were checked when the pipeline compiled).
+pub async fn role_column_problems(pipeline: &Pipeline, store: &PgStore) -> Vec<String> {
+    let mut problems = Vec::new();
+    for step in &pipeline.steps {
+        let etl_core::StepImpl::Transform(t) = &step.implementation else {
+            continue;
+        };
+        let roles = t.inputs();
+        for input in &step.inputs {
+            let Some(role) = input
+                .role
+                .as_deref()
+                .and_then(|r| roles.iter().find(|x| x.name == r))
+            else {
+                continue;
+            };
+            let Some(def) = pipeline.tables.get(&input.table) else {
+                continue;
+            };
+            let info = match store.table_info(&def.name) {
+                Some(info) => info,
+                None => match etl_postgres::schema::inspect(store.pool(), def).await {
+                    Ok(info) => std::sync::Arc::new(info),
+                    Err(_) => continue, // reported as a database problem
+                },
+            };
+            let lacking: Vec<&str> = role
+                .columns
+                .iter()
+                .copied()
+                .filter(|c| info.column(c).is_none())
+                .collect();
+            if !lacking.is_empty() {
+                problems.push(format!(
+                    "steps.{}.inputs: table `{}` does not fit role `{}` ({}): it has no column {}",
+                    step.name,
+                    input.table,
+                    role.name,
+                    role.about,
+                    lacking.join(", ")
+                ));
+            }
+        }
+    }
+    problems
+}

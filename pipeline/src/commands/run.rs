@@ -21,6 +21,13 @@ pub async fn run(config: &Path, args: &RunArgs) -> Exit {
         Ok(s) => s,
         Err(exit) => return exit,
     };
+    let misfits = super::role_column_problems(&pipeline, &store).await;
+    if !misfits.is_empty() {
+        for m in misfits {
+            eprintln!("error: {m}");
+        }
+        return Exit::Config;
+    }
     let mut runner = Runner::new(store, Arc::new(pipeline));
     if std::io::stderr().is_terminal() {
         runner = runner.with_progress(Arc::new(Bars::default()));
@@ -70,6 +77,19 @@ pub fn exit_of(report: &RunReport) -> Exit {
     }
 }
 
+/// Where a step writes: its output tables, or what a sink holds outside.
+fn targets(step: &etl_core::StepDef) -> Vec<String> {
+    match &step.implementation {
+        etl_core::StepImpl::Extract(_) => Vec::new(),
+        etl_core::StepImpl::Transform(_) if !step.outputs.is_empty() => step
+            .outputs
+            .iter()
+            .map(|t| format!("table `{t}`"))
+            .collect(),
+        etl_core::StepImpl::Transform(t) => vec![t.outside_target()],
+    }
+}
+
 pub async fn plan(config: &Path, select: &SelectArgs) -> Exit {
     let (pipeline, _) = match super::load_selected(config, select, true) {
         Ok(p) => p,
@@ -99,20 +119,31 @@ pub async fn plan(config: &Path, select: &SelectArgs) -> Exit {
     );
     for s in &report.steps {
         match (&s.plan, &s.status) {
-            (Some(p), _) => println!(
-                "{:<24} {:<9} {:>8} {:>8} {:>8} {:>8}{}",
-                s.step,
-                s.kind.as_str(),
-                p.new,
-                p.changed,
-                p.deleted,
-                p.failed_due,
-                if p.all_keys {
-                    "  (configuration or code changed: every key)"
-                } else {
-                    ""
+            (Some(p), _) => {
+                println!(
+                    "{:<24} {:<9} {:>8} {:>8} {:>8} {:>8}{}",
+                    s.step,
+                    s.kind.as_str(),
+                    p.new,
+                    p.changed,
+                    p.deleted,
+                    p.failed_due,
+                    if p.all_keys {
+                        "  (configuration or code changed: every key, none deleted for it)"
+                    } else {
+                        ""
+                    }
+                );
+                if let Some(step) = runner.pipeline().step(&s.step) {
+                    for target in targets(step) {
+                        println!(
+                            "    {target}: rows of up to {} keys written, of {} keys removed",
+                            p.new + p.changed + p.failed_due,
+                            p.deleted
+                        );
+                    }
                 }
-            ),
+            }
             (None, status) => println!("{:<24} {:<9} {status:?}", s.step, s.kind.as_str()),
         }
     }
