@@ -34,21 +34,6 @@ pub struct EtlCatalog {
     pub database_url: Option<String>,
 }
 
-const NAMES: &[&str] = &[
-    "csv.files",
-    "grist.data_model",
-    "grist.graph",
-    "grist.test_set",
-    "kg.normalize_nodes",
-    "kg.normalize_edges",
-    "kg.embed_nodes",
-    "kg.embed_edges",
-    "kg.graph_anchor_indexes",
-    "kg.graph_link_indexes",
-    "kg.graph_nodes",
-    "kg.graph_edges",
-];
-
 fn extract(x: impl etl_core::Extract + 'static, version: u32) -> Built {
     Built::Step(BuiltStep {
         implementation: StepImpl::Extract(Arc::new(x)),
@@ -95,120 +80,165 @@ fn expect_outputs(step: &StepConfig, settings: &mut Settings, expected: &[String
     false
 }
 
+/// Builds one implementation from its step's configuration.
+type Build = fn(&EtlCatalog, &StepConfig, &mut Settings) -> Built;
+
+/// Every implementation, registered once: its name (`uses = "..."`) and how it is built.
+const IMPLEMENTATIONS: &[(&str, Build)] = &[
+    ("csv.files", |_, step, settings| {
+        extract(
+            csv_files::CsvFiles::from_settings(&step.outputs, settings),
+            1,
+        )
+    }),
+    ("grist.data_model", build_data_model),
+    ("grist.graph", build_graph),
+    ("grist.test_set", build_test_set),
+    ("kg.normalize_nodes", |_, _, _| {
+        transform(normalize::NormalizeNodes, 1)
+    }),
+    ("kg.normalize_edges", |_, _, _| {
+        transform(normalize::NormalizeEdges, 1)
+    }),
+    ("kg.embed_nodes", |c, step, settings| {
+        build_embed(c, step, settings, Target::Nodes)
+    }),
+    ("kg.embed_edges", |c, step, settings| {
+        build_embed(c, step, settings, Target::Edges)
+    }),
+    ("kg.graph_anchor_indexes", |c, step, settings| {
+        build_indexes(c, step, settings, true)
+    }),
+    ("kg.graph_link_indexes", |c, step, settings| {
+        build_indexes(c, step, settings, false)
+    }),
+    ("kg.graph_nodes", |c, step, settings| {
+        transform(
+            NodeSink {
+                connection: GraphConnection::from_settings(settings, c.database_url.clone()),
+                rows_table: bound_table(step, ROWS),
+            },
+            1,
+        )
+    }),
+    ("kg.graph_edges", |c, step, settings| {
+        transform(
+            EdgeSink {
+                connection: GraphConnection::from_settings(settings, c.database_url.clone()),
+                rows_table: bound_table(step, ROWS),
+            },
+            1,
+        )
+    }),
+];
+
+fn build_data_model(_: &EtlCatalog, step: &StepConfig, settings: &mut Settings) -> Built {
+    let client = grist_connection::client(settings);
+    let doc = settings.string("doc_id").unwrap_or_default();
+    let top_n = settings.string_or("embed_top_n_default", "");
+    let embed_top_n_default = match top_n.trim() {
+        "" => None,
+        t => match t.parse::<i64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                settings.step_error(
+                    "settings.embed_top_n_default",
+                    "expected a whole number (EMBEDDINGS_TOP_N)",
+                );
+                return Built::Invalid;
+            }
+        },
+    };
+    if !expect_outputs(step, settings, &data_model::output_tables()) {
+        return Built::Invalid;
+    }
+    extract(
+        Remembering(data_model::DataModelExtract {
+            client,
+            doc,
+            embed_top_n_default,
+        }),
+        2,
+    )
+}
+
+fn build_graph(_: &EtlCatalog, step: &StepConfig, settings: &mut Settings) -> Built {
+    let client = grist_connection::client(settings);
+    let data_model_doc = settings.string("data_model_doc_id").unwrap_or_default();
+    let data_doc = settings.string("data_doc_id").unwrap_or_default();
+    if !expect_outputs(
+        step,
+        settings,
+        &["grist_nodes".into(), "grist_edges".into()],
+    ) {
+        return Built::Invalid;
+    }
+    extract(
+        Remembering(grist_graph::GraphExtract {
+            client,
+            data_model_doc,
+            data_doc,
+        }),
+        1,
+    )
+}
+
+fn build_test_set(_: &EtlCatalog, step: &StepConfig, settings: &mut Settings) -> Built {
+    let client = grist_connection::client(settings);
+    let doc = settings.string("doc_id").unwrap_or_default();
+    let table = settings.string_or("table", "Gds");
+    if !expect_outputs(step, settings, &["eval_gds".into()]) {
+        return Built::Invalid;
+    }
+    extract(
+        Remembering(test_set::TestSetExtract { client, doc, table }),
+        2,
+    )
+}
+
+fn build_embed(
+    c: &EtlCatalog,
+    step: &StepConfig,
+    settings: &mut Settings,
+    target: Target,
+) -> Built {
+    let embed = EmbedStep::from_settings(target, settings, c.database_url.clone());
+    if !expect_outputs(step, settings, &[target.output().to_string()]) {
+        return Built::Invalid;
+    }
+    transform(embed, 1)
+}
+
+fn build_indexes(
+    c: &EtlCatalog,
+    step: &StepConfig,
+    settings: &mut Settings,
+    anchors: bool,
+) -> Built {
+    let index = IndexStep::from_settings(anchors, settings, c.database_url.clone());
+    let table = if anchors {
+        "memgraph_anchor_indexes"
+    } else {
+        "memgraph_link_indexes"
+    };
+    if !expect_outputs(step, settings, &[table.to_string()]) {
+        return Built::Invalid;
+    }
+    transform(index, 1)
+}
+
 impl Catalog for EtlCatalog {
     fn build(&self, step: &StepConfig, settings: &mut Settings) -> Built {
-        match step.uses.as_str() {
-            "csv.files" => extract(
-                csv_files::CsvFiles::from_settings(&step.outputs, settings),
-                1,
-            ),
-            "grist.data_model" => {
-                let client = grist_connection::client(settings);
-                let doc = settings.string("doc_id").unwrap_or_default();
-                let top_n = settings.string_or("embed_top_n_default", "");
-                let embed_top_n_default = match top_n.trim() {
-                    "" => None,
-                    t => match t.parse::<i64>() {
-                        Ok(n) => Some(n),
-                        Err(_) => {
-                            settings.step_error(
-                                "settings.embed_top_n_default",
-                                "expected a whole number (EMBEDDINGS_TOP_N)",
-                            );
-                            return Built::Invalid;
-                        }
-                    },
-                };
-                if !expect_outputs(step, settings, &data_model::output_tables()) {
-                    return Built::Invalid;
-                }
-                extract(
-                    Remembering(data_model::DataModelExtract {
-                        client,
-                        doc,
-                        embed_top_n_default,
-                    }),
-                    2,
-                )
-            }
-            "grist.graph" => {
-                let client = grist_connection::client(settings);
-                let data_model_doc = settings.string("data_model_doc_id").unwrap_or_default();
-                let data_doc = settings.string("data_doc_id").unwrap_or_default();
-                if !expect_outputs(
-                    step,
-                    settings,
-                    &["grist_nodes".into(), "grist_edges".into()],
-                ) {
-                    return Built::Invalid;
-                }
-                extract(
-                    Remembering(grist_graph::GraphExtract {
-                        client,
-                        data_model_doc,
-                        data_doc,
-                    }),
-                    1,
-                )
-            }
-            "grist.test_set" => {
-                let client = grist_connection::client(settings);
-                let doc = settings.string("doc_id").unwrap_or_default();
-                let table = settings.string_or("table", "Gds");
-                if !expect_outputs(step, settings, &["eval_gds".into()]) {
-                    return Built::Invalid;
-                }
-                extract(
-                    Remembering(test_set::TestSetExtract { client, doc, table }),
-                    2,
-                )
-            }
-            "kg.normalize_nodes" => transform(normalize::NormalizeNodes, 1),
-            "kg.normalize_edges" => transform(normalize::NormalizeEdges, 1),
-            "kg.embed_nodes" | "kg.embed_edges" => {
-                let target = if step.uses == "kg.embed_nodes" {
-                    Target::Nodes
-                } else {
-                    Target::Edges
-                };
-                let embed = EmbedStep::from_settings(target, settings, self.database_url.clone());
-                if !expect_outputs(step, settings, &[target.output().to_string()]) {
-                    return Built::Invalid;
-                }
-                transform(embed, 1)
-            }
-            "kg.graph_anchor_indexes" | "kg.graph_link_indexes" => {
-                let anchors = step.uses == "kg.graph_anchor_indexes";
-                let index = IndexStep::from_settings(anchors, settings, self.database_url.clone());
-                let table = if anchors {
-                    "memgraph_anchor_indexes"
-                } else {
-                    "memgraph_link_indexes"
-                };
-                if !expect_outputs(step, settings, &[table.to_string()]) {
-                    return Built::Invalid;
-                }
-                transform(index, 1)
-            }
-            "kg.graph_nodes" => transform(
-                NodeSink {
-                    connection: GraphConnection::from_settings(settings, self.database_url.clone()),
-                    rows_table: bound_table(step, ROWS),
-                },
-                1,
-            ),
-            "kg.graph_edges" => transform(
-                EdgeSink {
-                    connection: GraphConnection::from_settings(settings, self.database_url.clone()),
-                    rows_table: bound_table(step, ROWS),
-                },
-                1,
-            ),
-            _ => Built::Unknown,
+        match IMPLEMENTATIONS.iter().find(|(name, _)| *name == step.uses) {
+            Some((_, build)) => build(self, step, settings),
+            None => Built::Unknown,
         }
     }
 
     fn names(&self) -> Vec<String> {
-        NAMES.iter().map(|s| s.to_string()).collect()
+        IMPLEMENTATIONS
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .collect()
     }
 }

@@ -48,8 +48,7 @@ fn value() -> impl Strategy<Value = Value> {
 }
 
 fn columns() -> impl Strategy<Value = Vec<(String, Value)>> {
-    prop::collection::btree_map("[a-z]{1,6}", value(), 0..6)
-        .prop_map(|m| m.into_iter().collect())
+    prop::collection::btree_map("[a-z]{1,6}", value(), 0..6).prop_map(|m| m.into_iter().collect())
 }
 
 /// The same JSON with every object's keys inserted in reverse order.

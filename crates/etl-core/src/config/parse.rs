@@ -23,9 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{
-    is_valid_name, too_long, ConfigError, STEP_NAME_OVERHEAD, TABLE_NAME_OVERHEAD,
-};
+use super::{is_valid_name, too_long, ConfigError, STEP_NAME_OVERHEAD, TABLE_NAME_OVERHEAD};
 use crate::dag::StepKind;
 
 pub const SUPPORTED_VERSION: i64 = 1;
@@ -344,8 +342,12 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
         for (name, value) in ts {
             let place = format!("tables.{name}");
             if !is_valid_name(name) {
-                r.err(&place, "table names are lowercase letters, digits and `_`, starting with a letter");
-            } else if let Some(why) = too_long(name, TABLE_NAME_OVERHEAD, "etl.meta__{}__producer") {
+                r.err(
+                    &place,
+                    "table names are lowercase letters, digits and `_`, starting with a letter",
+                );
+            } else if let Some(why) = too_long(name, TABLE_NAME_OVERHEAD, "etl.meta__{}__producer")
+            {
                 r.err(&place, format!("the table name {why}"));
             }
             let Some(t) = r.table(&place, value) else {
@@ -394,7 +396,10 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
         for (name, value) in ss {
             let place = format!("steps.{name}");
             if !is_valid_name(name) {
-                r.err(&place, "step names are lowercase letters, digits and `_`, starting with a letter");
+                r.err(
+                    &place,
+                    "step names are lowercase letters, digits and `_`, starting with a letter",
+                );
             } else if let Some(why) = too_long(name, STEP_NAME_OVERHEAD, "etl.keys__{}__pending") {
                 r.err(&place, format!("the step name {why}"));
             }
@@ -600,9 +605,13 @@ mod tests {
         assert!(errors_of(&config(&table(47), &"s".repeat(48))).is_empty());
         let errors = errors_of(&config(&table(48), &"s".repeat(49)));
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("the table name is 48 bytes; at most 47")
-            && e.contains("63-byte limit")
-            && e.contains("__producer")));
-        assert!(errors.iter().any(|e| e.contains("the step name is 49 bytes; at most 48")));
+        assert!(errors
+            .iter()
+            .any(|e| e.contains("the table name is 48 bytes; at most 47")
+                && e.contains("63-byte limit")
+                && e.contains("__producer")));
+        assert!(errors
+            .iter()
+            .any(|e| e.contains("the step name is 49 bytes; at most 48")));
     }
 }
