@@ -20,12 +20,12 @@ use std::sync::Arc;
 use etl_core::config::{Settings, StepConfig};
 use etl_core::dag::{Built, Catalog};
 use etl_core::step::{BuiltStep, StepImpl};
+use graph::steps::{Elements, GraphSink, IndexStep};
 
 use crate::steps::embeddings::{EmbedStep, Target};
 use crate::steps::grist_connection::Remembering;
-use crate::steps::memgraph::{EdgeSink, GraphConnection, IndexStep, NodeSink};
-use crate::steps::roles::ROWS;
 use crate::steps::{csv_files, data_model, grist_connection, grist_graph, normalize, test_set};
+use etl_core::step::roles::ROWS;
 
 /// The catalog. Steps that keep state of their own in the database (the embedding cache) get its
 /// URL from here.
@@ -106,29 +106,19 @@ const IMPLEMENTATIONS: &[(&str, Build)] = &[
     ("kg.embed_edges", |c, step, settings| {
         build_embed(c, step, settings, Target::Edges)
     }),
-    ("kg.graph_anchor_indexes", |c, step, settings| {
-        build_indexes(c, step, settings, true)
+    ("kg.graph_anchor_indexes", |_, step, settings| {
+        build_indexes(step, settings, true)
     }),
-    ("kg.graph_link_indexes", |c, step, settings| {
-        build_indexes(c, step, settings, false)
+    ("kg.graph_link_indexes", |_, step, settings| {
+        build_indexes(step, settings, false)
     }),
-    ("kg.graph_nodes", |c, step, settings| {
-        transform(
-            NodeSink {
-                connection: GraphConnection::from_settings(settings, c.database_url.clone()),
-                rows_table: bound_table(step, ROWS),
-            },
-            1,
-        )
+    ("kg.graph_nodes", |_, step, settings| {
+        let rows = bound_table(step, ROWS);
+        transform(GraphSink::from_settings(Elements::Nodes, rows, settings), 1)
     }),
-    ("kg.graph_edges", |c, step, settings| {
-        transform(
-            EdgeSink {
-                connection: GraphConnection::from_settings(settings, c.database_url.clone()),
-                rows_table: bound_table(step, ROWS),
-            },
-            1,
-        )
+    ("kg.graph_edges", |_, step, settings| {
+        let rows = bound_table(step, ROWS);
+        transform(GraphSink::from_settings(Elements::Edges, rows, settings), 1)
     }),
 ];
 
@@ -209,13 +199,8 @@ fn build_embed(
     transform(embed, 1)
 }
 
-fn build_indexes(
-    c: &EtlCatalog,
-    step: &StepConfig,
-    settings: &mut Settings,
-    anchors: bool,
-) -> Built {
-    let index = IndexStep::from_settings(anchors, settings, c.database_url.clone());
+fn build_indexes(step: &StepConfig, settings: &mut Settings, anchors: bool) -> Built {
+    let index = IndexStep::from_settings(anchors, settings);
     let table = if anchors {
         "memgraph_anchor_indexes"
     } else {

@@ -121,7 +121,11 @@ impl Runner {
                 (
                     i,
                     StepContext::new(step.name.clone(), dry_run, memos.remove(&step.name))
-                        .with_outputs(step.outputs.clone()),
+                        .with_outputs(step.outputs.clone())
+                        .with_reads(crate::step::StepReads::new(
+                            self.store.clone(),
+                            step.clone(),
+                        )),
                 )
             })
             .collect();

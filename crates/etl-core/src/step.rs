@@ -134,6 +134,72 @@ impl Counters {
     }
 }
 
+/// The engine's state as one step may read it ([`crate::store::StoreReads`]), for that step.
+#[derive(Clone)]
+pub struct StepReads {
+    store: Arc<dyn crate::store::StoreReads>,
+    step: Arc<crate::dag::StepDef>,
+}
+
+impl fmt::Debug for StepReads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepReads")
+            .field("step", &self.step.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StepReads {
+    pub fn new(store: Arc<dyn crate::store::StoreReads>, step: crate::dag::StepDef) -> Self {
+        StepReads {
+            store,
+            step: Arc::new(step),
+        }
+    }
+
+    /// The step's definition (its key, inputs and outputs).
+    pub fn step(&self) -> &crate::dag::StepDef {
+        &self.step
+    }
+
+    /// See [`crate::store::StoreReads::expected_by_name`].
+    pub async fn expected_by_name(
+        &self,
+        table: &str,
+        name_column: &str,
+        expected: crate::store::Expected,
+    ) -> Result<BTreeMap<String, (i64, i64)>, StepError> {
+        Ok(self
+            .store
+            .expected_by_name(&self.step, table, name_column, expected)
+            .await?)
+    }
+
+    /// See [`crate::store::StoreReads::sample_keys`].
+    pub async fn sample_keys(
+        &self,
+        table: &str,
+        expected: crate::store::Expected,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Key>, StepError> {
+        Ok(self
+            .store
+            .sample_keys(&self.step, table, expected, offset, limit)
+            .await?)
+    }
+
+    /// See [`crate::store::StoreReads::written_names`].
+    pub async fn written_names(&self, name_column: &str) -> Result<Vec<String>, StepError> {
+        Ok(self.store.written_names(&self.step, name_column).await?)
+    }
+
+    /// See [`crate::store::StoreReads::succeeded_keys`].
+    pub async fn succeeded_keys(&self) -> Result<u64, StepError> {
+        Ok(self.store.succeeded_keys(&self.step).await?)
+    }
+}
+
 /// What a step gets besides its data.
 #[derive(Debug, Clone)]
 pub struct StepContext {
@@ -147,6 +213,8 @@ pub struct StepContext {
     /// The tables the step writes, as configured (`outputs`), in order: step code writes to
     /// these, never to a table it names itself.
     pub outputs: Vec<String>,
+    /// The engine's state as the step may read it (set by the runner).
+    pub reads: Option<StepReads>,
     remembered: Arc<Mutex<Option<String>>>,
 }
 
@@ -158,6 +226,7 @@ impl StepContext {
             dry_run,
             memo,
             outputs: Vec::new(),
+            reads: None,
             remembered: Arc::default(),
         }
     }
@@ -166,6 +235,22 @@ impl StepContext {
     pub fn with_outputs(mut self, outputs: Vec<String>) -> Self {
         self.outputs = outputs;
         self
+    }
+
+    /// The same context with the engine's state to read.
+    pub fn with_reads(mut self, reads: StepReads) -> Self {
+        self.reads = Some(reads);
+        self
+    }
+
+    /// The engine's state as the step may read it; an error outside a run.
+    pub fn reads(&self) -> Result<&StepReads, StepError> {
+        self.reads.as_ref().ok_or_else(|| {
+            StepError::fatal(format!(
+                "step `{}` reads the engine's state, which only a run gives it (a bug)",
+                self.step
+            ))
+        })
     }
 
     /// The `i`-th configured output table (the catalog checks how many a step has).
@@ -224,6 +309,15 @@ pub trait Extract: Send + Sync {
     async fn unchanged_since(&self, _ctx: &StepContext, _memo: &str) -> Result<bool, StepError> {
         Ok(false)
     }
+}
+
+/// The names of the input roles steps declare: what `pipelines.toml` binds tables to, and what
+/// step code reads its inputs through.
+pub mod roles {
+    /// The rows a step works on, one or more per key (`nodes`, `edges`, `dm_anchors`).
+    pub const ROWS: &str = "rows";
+    /// The data model's attribute list, joined to the key by type (`dm_anchor_attributes`).
+    pub const ATTRIBUTES: &str = "attributes";
 }
 
 /// An input a transform reads, by the role it plays for it (`rows`, `attributes`): declared by

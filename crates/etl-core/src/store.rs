@@ -160,8 +160,54 @@ pub trait StepLock: Send {
     async fn release(self: Box<Self>) -> Result<(), StoreError>;
 }
 
+/// What a sink compares its outside state with: a per-name view of the keys it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// The rows of the sink's input table, less the keys it failed on (`etl verify`).
+    Table,
+    /// The keys the sink wrote, as a range: at least those whose rows still exist, at most all
+    /// of them (before a run: changes upstream in the same run stay within it).
+    Written,
+}
+
+/// The reads a step may make of the engine's state, besides its batches: what a sink needs to
+/// check its outside target against (drift). Steps get it through their context; they never
+/// query the store's own tables.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait StoreReads: Send + Sync {
+    /// Per value of `name_column` (a node type, an edge label): how many of `step`'s keys the
+    /// target should hold, as (at least, at most), by [`Expected`].
+    async fn expected_by_name(
+        &self,
+        step: &StepDef,
+        table: &str,
+        name_column: &str,
+        expected: Expected,
+    ) -> Result<BTreeMap<String, (i64, i64)>, StoreError>;
+
+    /// Up to `limit` of the keys the target should hold (by [`Expected`]), from `offset` on.
+    async fn sample_keys(
+        &self,
+        step: &StepDef,
+        table: &str,
+        expected: Expected,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Key>, StoreError>;
+
+    /// The values of `name_column` among the keys `step` processed successfully.
+    async fn written_names(
+        &self,
+        step: &StepDef,
+        name_column: &str,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// How many keys `step` has processed successfully.
+    async fn succeeded_keys(&self, step: &StepDef) -> Result<u64, StoreError>;
+}
+
+#[async_trait]
+pub trait Store: StoreReads + Send + Sync {
     /// Creates the engine's bookkeeping for the pipeline where missing and checks that every
     /// table exists with the primary key the configuration gives. Idempotent.
     async fn prepare(&self, pipeline: &Pipeline) -> Result<(), StoreError>;

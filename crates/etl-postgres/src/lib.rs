@@ -5,6 +5,7 @@ pub mod error;
 pub mod ident;
 pub mod lock;
 pub mod migrate;
+pub mod reads;
 pub mod schema;
 pub mod store;
 

@@ -6,13 +6,15 @@
 //! * [`bolt`]: JSON values as Bolt values;
 //! * [`client`]: the Bolt connection (neo4rs): a batch in one transaction, DDL in auto-commit,
 //!   transient errors retried (the only layer that retries them);
-//! * [`error_policy`]: the one table from the server's errors to transient, data and fatal.
+//! * [`error_policy`]: the one table from the server's errors to transient, data and fatal;
+//! * [`steps`]: the index steps and the graph sink, as the engine runs them.
 
 pub mod bolt;
 pub mod client;
 pub mod cypher;
 pub mod dialect;
 pub mod error_policy;
+pub mod steps;
 
 pub use client::{GraphClient, GraphConfig, GraphError};
 pub use dialect::Dialect;

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use crate::exit::Exit;
-use crate::steps::memgraph::{Against, Drift, EdgeSink, GraphConnection, NodeSink};
+use etl_core::step::StepReads;
+use etl_core::store::Expected;
+use graph::steps::{Drift, Elements, GraphSink};
 
 fn print(what: &str, drift: &Drift) {
     for (name, table, graph) in &drift.all {
@@ -27,33 +29,27 @@ pub async fn verify(config: &Path) -> Exit {
             return Exit::Config;
         }
     };
-    let url = crate::load::database_url(&pipeline);
+    let store = match super::open_store(&pipeline, false).await {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
     let mut exit = Exit::Ok;
     let mut found = false;
     for (step, mut settings) in
         crate::load::step_settings(config, &["kg.graph_nodes", "kg.graph_edges"])
     {
-        let connection = GraphConnection::from_settings(&mut settings, url.clone());
-        let rows_table = crate::catalog::bound_table(&step, crate::steps::roles::ROWS);
-        let drift = match step.uses.as_str() {
-            "kg.graph_nodes" => {
-                NodeSink {
-                    connection,
-                    rows_table,
-                }
-                .drift(&step.name, Against::Tables)
-                .await
-            }
-            "kg.graph_edges" => {
-                EdgeSink {
-                    connection,
-                    rows_table,
-                }
-                .drift(&step.name, Against::Tables)
-                .await
-            }
-            _ => unreachable!("only graph sinks are listed"),
+        let elements = if step.uses == "kg.graph_nodes" {
+            Elements::Nodes
+        } else {
+            Elements::Edges
         };
+        let rows = crate::catalog::bound_table(&step, etl_core::step::roles::ROWS);
+        let sink = GraphSink::from_settings(elements, rows, &mut settings);
+        let Some(def) = pipeline.step(&step.name) else {
+            continue;
+        };
+        let reads = StepReads::new(store.clone(), def.clone());
+        let drift = sink.drift(&reads, Expected::Table).await;
         found = true;
         match drift {
             Ok(d) => {

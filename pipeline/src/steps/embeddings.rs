@@ -31,7 +31,7 @@ use embeddings::{embed_all, BatchLimits, EmbedError, Embedder, EmbeddingCache};
 use etl_core::config::Settings;
 
 use super::bulk_index;
-use super::roles::{ATTRIBUTES, ROWS};
+use etl_core::step::roles::{ATTRIBUTES, ROWS};
 use etl_core::step::InputRole;
 use etl_core::{
     BatchOutput, ErrorClass, InputBatch, Key, Row, StepContext, StepError, Transform, Value,

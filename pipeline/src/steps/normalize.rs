@@ -10,7 +10,7 @@ use serde_json::Value as J;
 use etl_core::step::InputRole;
 use etl_core::{BatchOutput, InputBatch, Row, StepContext, StepError, Transform, Value};
 
-use super::roles::ROWS;
+use etl_core::step::roles::ROWS;
 
 fn normalized_attributes(value: Option<&Value>) -> J {
     let mut out = serde_json::Map::new();

@@ -11,40 +11,14 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 
 use etl_core::runner::DRIFT_REPAIRED;
 use etl_core::{StepContext, StepError};
-use graph::cypher::check_name;
-use graph::GraphClient;
 
-use super::memgraph::{graph_error, sql_error, GraphConnection};
-
-/// Which of the graph's elements a sink writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Elements {
-    /// Nodes, by label (the `node_type` of its keys).
-    Nodes,
-    /// Edges, by type (the `edge_label` of its keys).
-    Edges,
-}
-
-impl Elements {
-    fn name_column(self) -> &'static str {
-        match self {
-            Elements::Nodes => "node_type",
-            Elements::Edges => "edge_label",
-        }
-    }
-
-    async fn count(self, graph: &GraphClient, name: &str) -> Result<i64, StepError> {
-        match self {
-            Elements::Nodes => graph.count_nodes_with_label(name).await,
-            Elements::Edges => graph.count_edges_of_type(name).await,
-        }
-        .map_err(graph_error)
-    }
-}
+use super::connection::GraphConnection;
+use super::elements::Elements;
+use crate::cypher::check_name;
+use crate::GraphClient;
 
 /// The memo's shape (JSON).
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,8 +54,7 @@ pub async fn after_run(
     let repaired = ctx.counters.snapshot().contains_key(DRIFT_REPAIRED);
     if keys_processed > 0 || repaired || ctx.memo.is_none() {
         let graph = connection.client().await?;
-        let pool = connection.pool().await?;
-        remember(ctx, pool, graph, elements).await?;
+        remember(ctx, graph, elements).await?;
     }
     Ok(())
 }
@@ -118,19 +91,10 @@ async fn unchanged(
 /// the counts for the next run's check.
 async fn remember(
     ctx: &StepContext,
-    pool: &PgPool,
     graph: &GraphClient,
     elements: Elements,
 ) -> Result<(), StepError> {
-    let sql = format!(
-        "SELECT DISTINCT {name} FROM {keys} WHERE is_success",
-        name = etl_postgres::ident::quote_ident(elements.name_column()),
-        keys = etl_postgres::schema::keys_table(&ctx.step),
-    );
-    let names: Vec<String> = sqlx::query_scalar(&sql)
-        .fetch_all(pool)
-        .await
-        .map_err(sql_error)?;
+    let names = ctx.reads()?.written_names(elements.name_column()).await?;
     let mut counts = BTreeMap::new();
     for name in names {
         // A name the graph cannot hold was never written (its keys failed).
