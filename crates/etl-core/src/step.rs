@@ -24,6 +24,8 @@ use async_trait::async_trait;
 
 use crate::value::{Key, Row};
 
+pub use crate::store::StepReads;
+
 /// Who is at fault, which decides what the engine does with an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -131,72 +133,6 @@ impl Counters {
 
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         self.0.lock().expect("counters lock").clone()
-    }
-}
-
-/// The engine's state as one step may read it ([`crate::store::StoreReads`]), for that step.
-#[derive(Clone)]
-pub struct StepReads {
-    store: Arc<dyn crate::store::StoreReads>,
-    step: Arc<crate::dag::StepDef>,
-}
-
-impl fmt::Debug for StepReads {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StepReads")
-            .field("step", &self.step.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl StepReads {
-    pub fn new(store: Arc<dyn crate::store::StoreReads>, step: crate::dag::StepDef) -> Self {
-        StepReads {
-            store,
-            step: Arc::new(step),
-        }
-    }
-
-    /// The step's definition (its key, inputs and outputs).
-    pub fn step(&self) -> &crate::dag::StepDef {
-        &self.step
-    }
-
-    /// See [`crate::store::StoreReads::expected_by_name`].
-    pub async fn expected_by_name(
-        &self,
-        table: &str,
-        name_column: &str,
-        expected: crate::store::Expected,
-    ) -> Result<BTreeMap<String, (i64, i64)>, StepError> {
-        Ok(self
-            .store
-            .expected_by_name(&self.step, table, name_column, expected)
-            .await?)
-    }
-
-    /// See [`crate::store::StoreReads::sample_keys`].
-    pub async fn sample_keys(
-        &self,
-        table: &str,
-        expected: crate::store::Expected,
-        offset: i64,
-        limit: i64,
-    ) -> Result<Vec<Key>, StepError> {
-        Ok(self
-            .store
-            .sample_keys(&self.step, table, expected, offset, limit)
-            .await?)
-    }
-
-    /// See [`crate::store::StoreReads::written_names`].
-    pub async fn written_names(&self, name_column: &str) -> Result<Vec<String>, StepError> {
-        Ok(self.store.written_names(&self.step, name_column).await?)
-    }
-
-    /// See [`crate::store::StoreReads::succeeded_keys`].
-    pub async fn succeeded_keys(&self) -> Result<u64, StepError> {
-        Ok(self.store.succeeded_keys(&self.step).await?)
     }
 }
 

@@ -14,6 +14,8 @@
 //! * **Nothing logged.** Errors name tables and steps, never row values.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -291,4 +293,70 @@ pub trait Store: StoreReads + Send + Sync {
 
     /// Records a step's memo under its current fingerprint, or forgets it (`None`).
     async fn set_memo(&self, step: &StepDef, memo: Option<&str>) -> Result<(), StoreError>;
+}
+
+/// The engine's state as one step may read it ([`StoreReads`]), for that step.
+#[derive(Clone)]
+pub struct StepReads {
+    store: Arc<dyn StoreReads>,
+    step: Arc<StepDef>,
+}
+
+impl fmt::Debug for StepReads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepReads")
+            .field("step", &self.step.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StepReads {
+    pub fn new(store: Arc<dyn StoreReads>, step: StepDef) -> Self {
+        StepReads {
+            store,
+            step: Arc::new(step),
+        }
+    }
+
+    /// The step's definition (its key, inputs and outputs).
+    pub fn step(&self) -> &StepDef {
+        &self.step
+    }
+
+    /// See [`StoreReads::expected_by_name`].
+    pub async fn expected_by_name(
+        &self,
+        table: &str,
+        name_column: &str,
+        expected: Expected,
+    ) -> Result<BTreeMap<String, (i64, i64)>, StepError> {
+        Ok(self
+            .store
+            .expected_by_name(&self.step, table, name_column, expected)
+            .await?)
+    }
+
+    /// See [`StoreReads::sample_keys`].
+    pub async fn sample_keys(
+        &self,
+        table: &str,
+        expected: Expected,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Key>, StepError> {
+        Ok(self
+            .store
+            .sample_keys(&self.step, table, expected, offset, limit)
+            .await?)
+    }
+
+    /// See [`StoreReads::written_names`].
+    pub async fn written_names(&self, name_column: &str) -> Result<Vec<String>, StepError> {
+        Ok(self.store.written_names(&self.step, name_column).await?)
+    }
+
+    /// See [`StoreReads::succeeded_keys`].
+    pub async fn succeeded_keys(&self) -> Result<u64, StepError> {
+        Ok(self.store.succeeded_keys(&self.step).await?)
+    }
 }

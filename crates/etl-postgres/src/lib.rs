@@ -1,4 +1,15 @@
 //! `etl-postgres`: the engine's state store on Postgres, its migrations and its step locks.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`store`] | [`PgStore`]: the engine's `Store` (row metadata, capture, batches, runs, memos) |
+//! | [`reads`] | the reads a step may make of the engine's state (`StoreReads`): drift checks |
+//! | [`deletions`] | what a transform's run would delete, counted before it deletes anything |
+//! | [`schema`] | the data tables' columns and the bookkeeping tables beside them |
+//! | [`lock`] | the session advisory locks a step holds while it runs |
+//! | [`migrate`] | the SQL migrations (`migrations/`) and `etl migrate` |
+//! | [`ident`] | the one quoting helper for SQL identifiers |
+//! | [`error`] | database errors as the engine's, transient or not |
 
 pub mod deletions;
 pub mod error;

@@ -8,15 +8,17 @@
 //! served as given, and giving the table order). Recordings of a real Grist are valid folders.
 //!
 //! Modules:
-//! * [`server`] holds [`Emulator`] and [`RunningEmulator`], the endpoints, auth and the request
-//!   gate.
+//! * [`server`] holds [`Emulator`] and [`RunningEmulator`] and the router; its submodules hold
+//!   the request gate (request log, faults, auth), the answers, and the endpoint handlers
+//!   (workspaces and docs, reads, CSV download, writes).
 //! * [`docs`] holds [`Docs`], the handle tests use to edit docs, inject faults and count
 //!   requests; [`fault`] holds the fault rules and the request log.
 //! * [`model`] holds docs, tables, columns and records; [`load`] reads doc folders.
-//! * [`csv_export`] renders `/download/csv` through [`format`] (column formatters),
-//!   [`cellvalue`] (Grist's generic value rendering), [`number`] and [`datefmt`]; [`eval`]
-//!   gives cell values, simple formulas and Ref display values.
-//! * [`seed`] does the write endpoints (create docs, tables, columns, records; `/apply`).
+//! * [`csv_export`] renders `/download/csv` through [`format`](mod@format) (column
+//!   formatters), [`cellvalue`] (Grist's generic value rendering), [`number`] and [`datefmt`];
+//!   [`eval`] gives cell values, simple formulas and Ref display values.
+//! * [`seed`] does the writes behind the endpoints (create docs, tables, columns, records;
+//!   display formulas; `/apply`), split by what they change.
 //! * [`error`] holds [`EmulatorError`].
 
 pub mod cellvalue;

@@ -31,99 +31,12 @@ use embeddings::{embed_all, BatchLimits, EmbedError, Embedder, EmbeddingCache};
 use etl_core::config::Settings;
 
 use super::bulk_index;
+pub use super::embed_target::Target;
 use etl_core::step::roles::{ATTRIBUTES, ROWS};
 use etl_core::step::InputRole;
 use etl_core::{
     BatchOutput, ErrorClass, InputBatch, Key, Row, StepContext, StepError, Transform, Value,
 };
-
-/// Nodes or edges: where texts come from and where vectors go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    Nodes,
-    Edges,
-}
-
-impl Target {
-    /// What the step reads: the rows whose attributes it embeds, and the data model's
-    /// attribute list, which says which are embeddable.
-    fn roles(self) -> Vec<InputRole> {
-        match self {
-            Target::Nodes => vec![
-                InputRole {
-                    name: ROWS,
-                    key: &["node_id", "node_type"],
-                    columns: &["attributes"],
-                    about: "the nodes whose attributes are embedded",
-                },
-                InputRole {
-                    name: ATTRIBUTES,
-                    key: &["anchor", "attribute_name"],
-                    columns: &["embeddable"],
-                    about: "the data model's anchor attributes",
-                },
-            ],
-            Target::Edges => vec![
-                InputRole {
-                    name: ROWS,
-                    key: &[
-                        "from_node_id",
-                        "to_node_id",
-                        "from_node_type",
-                        "to_node_type",
-                        "edge_label",
-                    ],
-                    columns: &["attributes"],
-                    about: "the edges whose attributes are embedded",
-                },
-                InputRole {
-                    name: ATTRIBUTES,
-                    key: &["link", "attribute_name"],
-                    columns: &["embeddable"],
-                    about: "the data model's link attributes",
-                },
-            ],
-        }
-    }
-    fn owner_column(self) -> &'static str {
-        match self {
-            Target::Nodes => "anchor",
-            Target::Edges => "link",
-        }
-    }
-    fn type_column(self) -> &'static str {
-        match self {
-            Target::Nodes => "node_type",
-            Target::Edges => "edge_label",
-        }
-    }
-    pub fn output(self) -> &'static str {
-        match self {
-            Target::Nodes => "rag_anchor_embeddings",
-            Target::Edges => "rag_edge_embeddings",
-        }
-    }
-    fn key(self) -> Vec<String> {
-        let k: &[&str] = match self {
-            Target::Nodes => &["node_id", "node_type"],
-            Target::Edges => &[
-                "from_node_id",
-                "to_node_id",
-                "from_node_type",
-                "to_node_type",
-                "edge_label",
-            ],
-        };
-        k.iter().map(|s| s.to_string()).collect()
-    }
-    /// The output's own columns taken from the input row.
-    fn carried(self) -> &'static [&'static str] {
-        match self {
-            Target::Nodes => &["node_id", "node_type"],
-            Target::Edges => &["from_node_id", "to_node_id", "edge_label"],
-        }
-    }
-}
 
 /// Which model, read from the settings.
 #[derive(Debug, Clone)]

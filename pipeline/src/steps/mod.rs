@@ -3,6 +3,7 @@
 pub mod bulk_index;
 pub mod csv_files;
 pub mod data_model;
+pub mod embed_target;
 pub mod embeddings;
 pub mod grist_connection;
 pub mod grist_graph;

@@ -7,6 +7,7 @@
 
 mod env;
 mod parse;
+mod parse_steps;
 mod settings;
 
 pub use env::{interpolate, referenced_variables, Interpolation};

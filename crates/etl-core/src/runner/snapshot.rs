@@ -1,0 +1,319 @@
+//! An extract's run: its snapshot is diffed batch by batch against the store (written in the
+//! background while the extract reads on), and once it is complete the keys it did not contain
+//! are deleted, within the mass-delete guard.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tracing::Instrument;
+
+use crate::dag::{Pipeline, StepDef};
+use crate::diff::{diff, FreshRow, TableDiff};
+use crate::report::{StepReport, TableCounts};
+use crate::retry::{retry, RetryPolicy};
+use crate::step::{SnapshotSink, StepContext, StepError, StepImpl};
+use crate::store::{Commit, Store};
+use crate::value::{Key, Row};
+
+use super::batches::clone_commit;
+use super::{RunOptions, Runner};
+
+impl Runner {
+    pub(super) async fn run_extract(
+        &self,
+        step: &StepDef,
+        opts: &RunOptions,
+        ctx: &StepContext,
+        report: &mut StepReport,
+    ) -> Result<(), StepError> {
+        let StepImpl::Extract(extract) = &step.implementation else {
+            unreachable!("run_extract is called for extracts")
+        };
+        self.progress.started(&step.name, None);
+        if let Some(memo) = ctx.memo.as_deref().filter(|_| !opts.full_refresh) {
+            if extract.unchanged_since(ctx, memo).await? {
+                tracing::info!("the source is unchanged since the last complete snapshot");
+                ctx.counters.add("source_unchanged", 1);
+                if ctx.dry_run {
+                    report.plan = Some(crate::store::PlanCounts::default());
+                }
+                return Ok(());
+            }
+            // Whatever this run writes, the old memo no longer describes the tables.
+            if !ctx.dry_run {
+                retry(&opts.retry, "forget the step's memo", || {
+                    self.store.set_memo(step, None)
+                })
+                .await?;
+            }
+        }
+        let mut writer = SnapshotWriter::new(
+            self.store.clone(),
+            self.pipeline.clone(),
+            step,
+            opts.retry,
+            ctx.dry_run,
+        );
+        let read = extract.extract(ctx, &mut writer).await;
+        let flushed = writer.flush_all().await;
+        report.tables = writer.counts.clone();
+        read?;
+        flushed?;
+        writer.finish(opts.allow_mass_delete).await?;
+        report.tables = writer.counts.clone();
+        self.keep_memo(step, ctx, opts).await;
+        if writer.duplicates > 0 {
+            ctx.counters
+                .add("duplicate_keys_ignored", writer.duplicates);
+        }
+        if ctx.dry_run {
+            let mut plan = crate::store::PlanCounts::default();
+            for c in writer.counts.values() {
+                plan.new += c.inserted;
+                plan.changed += c.updated;
+                plan.deleted += c.deleted;
+            }
+            report.plan = Some(plan);
+            report.tables.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Receives an extract's snapshot, diffs it batch by batch, and decides deletions at the end.
+pub struct SnapshotWriter {
+    store: Arc<dyn Store>,
+    pipeline: Arc<Pipeline>,
+    step: StepDef,
+    retry: RetryPolicy,
+    dry_run: bool,
+    buffers: BTreeMap<String, Vec<FreshRow>>,
+    /// Digests of the keys seen so far, per table: 16 bytes a key, not the rows.
+    seen: BTreeMap<String, HashSet<[u8; 16]>>,
+    counts: BTreeMap<String, TableCounts>,
+    duplicates: u64,
+    in_flight: FuturesUnordered<tokio::task::JoinHandle<Result<(String, TableCounts), StepError>>>,
+}
+
+/// Batches of a snapshot compared and written at once, while the extract reads on.
+const FLUSHES_IN_FLIGHT: usize = 2;
+
+impl SnapshotWriter {
+    fn new(
+        store: Arc<dyn Store>,
+        pipeline: Arc<Pipeline>,
+        step: &StepDef,
+        retry: RetryPolicy,
+        dry_run: bool,
+    ) -> Self {
+        let mut counts = BTreeMap::new();
+        let mut seen = BTreeMap::new();
+        let mut buffers = BTreeMap::new();
+        for o in &step.outputs {
+            counts.insert(o.clone(), TableCounts::default());
+            seen.insert(o.clone(), HashSet::new());
+            buffers.insert(o.clone(), Vec::new());
+        }
+        SnapshotWriter {
+            store,
+            pipeline,
+            step: step.clone(),
+            retry,
+            dry_run,
+            buffers,
+            seen,
+            counts,
+            duplicates: 0,
+            in_flight: FuturesUnordered::new(),
+        }
+    }
+
+    /// Sends a table's buffered rows to be compared and written, in the background: the
+    /// extract goes on reading while up to [`FLUSHES_IN_FLIGHT`] batches are looked up and
+    /// committed (their keys are distinct: duplicates never reach a buffer).
+    async fn flush(&mut self, table: &str) -> Result<(), StepError> {
+        let fresh = std::mem::take(self.buffers.get_mut(table).expect("output table"));
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let def = self.pipeline.tables[table].clone();
+        let store = self.store.clone();
+        let step = self.step.clone();
+        let retry_policy = self.retry;
+        let dry_run = self.dry_run;
+        let table = table.to_string();
+        let span = tracing::debug_span!("batch", table = %table, rows = fresh.len());
+        self.in_flight.push(tokio::spawn(
+            async move {
+                let keys: Vec<Key> = fresh.iter().map(|r| r.key.clone()).collect();
+                let started = Instant::now();
+                let stored = retry(&retry_policy, "read stored hashes", || {
+                    store.stored(&def, &keys)
+                })
+                .await?;
+                tracing::debug!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "stored hashes read"
+                );
+                let d = diff(fresh, &stored, |_| false);
+                let counts = TableCounts {
+                    inserted: d.inserts.len() as u64,
+                    updated: d.updates.len() as u64,
+                    unchanged: d.unchanged as u64,
+                    deleted: 0,
+                };
+                if !dry_run && !d.is_empty() {
+                    let commit = Commit {
+                        tables: vec![(table.clone(), d)],
+                        ..Commit::default()
+                    };
+                    retry(&retry_policy, "write batch", || {
+                        store.commit(&step, clone_commit(&commit))
+                    })
+                    .await?;
+                }
+                Ok((table, counts))
+            }
+            .instrument(span),
+        ));
+        while self.in_flight.len() > FLUSHES_IN_FLIGHT {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for one background flush and adds up its counts.
+    async fn settle_one(&mut self) -> Result<(), StepError> {
+        let Some(done) = self.in_flight.next().await else {
+            return Ok(());
+        };
+        let (table, counts) =
+            done.map_err(|e| StepError::fatal(format!("writing a batch panicked: {e}")))??;
+        let c = self.counts.get_mut(&table).expect("output table");
+        c.inserted += counts.inserted;
+        c.updated += counts.updated;
+        c.unchanged += counts.unchanged;
+        Ok(())
+    }
+
+    /// Flushes every buffer and waits for every background flush.
+    async fn flush_all(&mut self) -> Result<(), StepError> {
+        let tables: Vec<String> = self.buffers.keys().cloned().collect();
+        let mut first_error = None;
+        for t in tables {
+            if let Err(e) = self.flush(&t).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        while !self.in_flight.is_empty() {
+            if let Err(e) = self.settle_one().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The snapshot is complete: delete what it no longer holds, within the mass-delete guard.
+    async fn finish(&mut self, allow_mass_delete: bool) -> Result<(), StepError> {
+        for table in self.step.outputs.clone() {
+            let def = self.pipeline.tables[&table].clone();
+            let seen = &self.seen[&table];
+            // One pass over the stored keys, counting first, so that the guard decides before
+            // anything is deleted.
+            let in_snapshot = |k: &Key| seen.contains(&k.digest());
+            let (live, gone) = retry(&self.retry, "list stored keys", || {
+                self.store.live_keys_not_in(&def, &in_snapshot)
+            })
+            .await?;
+            let missing = gone.len() as u64;
+            tracing::debug!(
+                table,
+                live,
+                missing,
+                "snapshot compared with the stored keys"
+            );
+            if missing == 0 {
+                continue;
+            }
+            let limit = (self.step.max_delete_fraction * live as f64).floor() as u64;
+            if missing > limit && !allow_mass_delete {
+                return Err(StepError::fatal(format!(
+                    "refusing to delete {missing} of the {live} rows of table `{table}` ({:.0}%, more than the step's max_delete_fraction of {:.0}%): \
+                     check that the source is complete; if the deletion is intended, rerun with --allow-mass-delete",
+                    100.0 * missing as f64 / live as f64,
+                    100.0 * self.step.max_delete_fraction
+                )));
+            }
+            self.counts.get_mut(&table).expect("output table").deleted += missing;
+            if self.dry_run {
+                continue;
+            }
+            for chunk in gone.chunks(self.step.batch_size) {
+                let commit = Commit {
+                    tables: vec![(
+                        table.clone(),
+                        TableDiff {
+                            deletes: chunk.to_vec(),
+                            ..TableDiff::default()
+                        },
+                    )],
+                    ..Commit::default()
+                };
+                retry(&self.retry, "delete vanished rows", || {
+                    self.store.commit(&self.step, clone_commit(&commit))
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SnapshotSink for SnapshotWriter {
+    async fn write(&mut self, table: &str, rows: Vec<Row>) -> Result<(), StepError> {
+        let Some(def) = self
+            .pipeline
+            .tables
+            .get(table)
+            .filter(|_| self.buffers.contains_key(table))
+        else {
+            return Err(StepError::fatal(format!(
+                "step `{}` wrote to table `{table}`, which is not among its outputs ({})",
+                self.step.name,
+                self.step.outputs.join(", ")
+            )));
+        };
+        let pk = def.primary_key.clone();
+        for row in rows {
+            let key = row.key(&pk).map_err(|e| {
+                StepError::data(format!("a row for table `{table}` has no usable key: {e}"))
+            })?;
+            if !self
+                .seen
+                .get_mut(table)
+                .expect("output table")
+                .insert(key.digest())
+            {
+                self.duplicates += 1;
+                continue;
+            }
+            let buffer = self.buffers.get_mut(table).expect("output table");
+            buffer.push(FreshRow {
+                key,
+                row,
+                producer: None,
+            });
+            if buffer.len() >= self.step.batch_size {
+                self.flush(table).await?;
+            }
+        }
+        Ok(())
+    }
+}

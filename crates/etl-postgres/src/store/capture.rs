@@ -1,0 +1,331 @@
+//! Turning the input changes a transform has not seen into pending keys (above each input's
+//! watermark), paging through them, and `etl plan`'s counts of what a run would do.
+
+use etl_core::store::{Capture, PlanCounts, StoreError};
+use etl_core::{Key, StepDef};
+
+use crate::error::db;
+use crate::ident::{column_list, quote_ident};
+use crate::schema::{keys_table, meta_table};
+
+use super::sql::*;
+use super::PgStore;
+
+impl PgStore {
+    /// Keys of a bookkeeping table matching `filter`, in key order after `after`, at most `limit`
+    /// (keyset pagination: each page is an index range scan, however deep).
+    pub(super) async fn page_of_keys(
+        &self,
+        table: &str,
+        key: &[String],
+        filter: &str,
+        after: Option<&Key>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Vec<Key>, StoreError> {
+        let width = key.len();
+        let cols = column_list(key, None);
+        let (cond, params) = match after {
+            Some(_) => (
+                format!(
+                    "AND ({cols}) > ({})",
+                    (1..=width)
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                width,
+            ),
+            None => (String::new(), 0),
+        };
+        let sql = format!(
+            "SELECT {cols} FROM {table} WHERE {filter} {cond} ORDER BY {cols} LIMIT ${}",
+            params + 1
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(a) = after {
+            for p in a.parts() {
+                q = q.bind(p.clone());
+            }
+        }
+        let rows = q
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db(what, e))?;
+        rows.iter()
+            .map(|r| key_of(r, width))
+            .collect::<Result<_, _>>()
+            .map_err(|e| db(what, e))
+    }
+
+    pub(super) async fn watermark(&self, step: &str, input: &str) -> Result<i64, StoreError> {
+        let wm: Option<i64> = sqlx::query_scalar(
+            "SELECT last_seq FROM etl.step_watermarks WHERE step = $1 AND input_table = $2",
+        )
+        .bind(step)
+        .bind(input)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db("reading a watermark", e))?;
+        Ok(wm.unwrap_or(0))
+    }
+
+    pub(super) async fn recorded_fingerprint(
+        &self,
+        step: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let fp: Option<Option<String>> =
+            sqlx::query_scalar("SELECT fingerprint FROM etl.steps WHERE step = $1")
+                .bind(step)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| db("reading a step fingerprint", e))?;
+        Ok(fp.flatten())
+    }
+
+    pub(super) async fn capture_changes(
+        &self,
+        step: &StepDef,
+        full_refresh: bool,
+    ) -> Result<Capture, StoreError> {
+        let keys = keys_table(&step.name);
+        let kcols = column_list(&step.key, None);
+        let ctx = || format!("capturing the changes of step `{}`", step.name);
+        let mut tx = self.pool.begin().await.map_err(|e| db(ctx(), e))?;
+        let recorded: Option<Option<String>> =
+            sqlx::query_scalar("SELECT fingerprint FROM etl.steps WHERE step = $1 FOR UPDATE")
+                .bind(&step.name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| db(ctx(), e))?;
+        let full = full_refresh || recorded.flatten().as_deref() != Some(step.fingerprint.as_str());
+        if full {
+            sqlx::query(&format!(
+                "UPDATE {keys} SET pending = true WHERE NOT pending"
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db(ctx(), e))?;
+        }
+        for input in &step.inputs {
+            let meta = meta_table(&input.table);
+            let wm: i64 = if full {
+                0
+            } else {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT last_seq FROM etl.step_watermarks WHERE step = $1 AND input_table = $2",
+                )
+                .bind(&step.name)
+                .bind(&input.table)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| db(ctx(), e))?
+                .unwrap_or(0)
+            };
+            let max: i64 = sqlx::query_scalar(&format!("SELECT coalesce(max(seq), 0) FROM {meta}"))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| db(ctx(), e))?;
+            if max > wm {
+                let key_cols: Vec<String> = input.join.iter().map(|(k, _)| k.clone()).collect();
+                let in_cols: Vec<String> = input.join.iter().map(|(_, c)| c.clone()).collect();
+                if input.covers_key {
+                    // Projected to the key's column order.
+                    let projected = key_projection(step, input)
+                        .iter()
+                        .map(|c| format!("m.{}", quote_ident(c)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let filter = if full {
+                        "m.delete_ts IS NULL"
+                    } else {
+                        "m.seq > $1"
+                    };
+                    let sql = format!(
+                        "INSERT INTO {keys} ({kcols}) SELECT DISTINCT {projected} FROM {meta} AS m WHERE {filter}
+                         ON CONFLICT ({kcols}) DO UPDATE SET pending = true"
+                    );
+                    let q = sqlx::query(&sql);
+                    let q = if full { q } else { q.bind(wm) };
+                    q.execute(&mut *tx).await.map_err(|e| db(ctx(), e))?;
+                } else if !full && input.join.is_empty() {
+                    sqlx::query(&format!(
+                        "UPDATE {keys} SET pending = true WHERE NOT pending"
+                    ))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db(ctx(), e))?;
+                } else if !full {
+                    let sel = in_cols
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| format!("m.{} AS k{i}", quote_ident(c)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = format!(
+                        "UPDATE {keys} AS t SET pending = true
+                           FROM (SELECT DISTINCT {sel} FROM {meta} AS m WHERE m.seq > $1) AS c
+                          WHERE NOT t.pending AND {}",
+                        join_on("t", &key_cols, "c")
+                    );
+                    sqlx::query(&sql)
+                        .bind(wm)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| db(ctx(), e))?;
+                }
+            }
+            sqlx::query(
+                "INSERT INTO etl.step_watermarks (step, input_table, last_seq) VALUES ($1, $2, $3)
+                 ON CONFLICT (step, input_table) DO UPDATE SET last_seq = EXCLUDED.last_seq",
+            )
+            .bind(&step.name)
+            .bind(&input.table)
+            .bind(max)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db(ctx(), e))?;
+        }
+        sqlx::query(
+            "INSERT INTO etl.steps (step, fingerprint) VALUES ($1, $2)
+             ON CONFLICT (step) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",
+        )
+        .bind(&step.name)
+        .bind(&step.fingerprint)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db(ctx(), e))?;
+        let pending: i64 =
+            sqlx::query_scalar(&format!("SELECT count(*) FROM {keys} WHERE pending"))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| db(ctx(), e))?;
+        tx.commit().await.map_err(|e| db(ctx(), e))?;
+        Ok(Capture {
+            pending: pending as u64,
+            full,
+        })
+    }
+
+    pub(super) async fn pending_page(
+        &self,
+        step: &StepDef,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<Vec<Key>, StoreError> {
+        self.page_of_keys(
+            &keys_table(&step.name),
+            &step.key,
+            "pending",
+            after,
+            limit,
+            &format!("listing pending keys of step `{}`", step.name),
+        )
+        .await
+    }
+
+    pub(super) async fn plan_step(&self, step: &StepDef) -> Result<PlanCounts, StoreError> {
+        let keys = keys_table(&step.name);
+        let width = step.key.len();
+        let ctx = || format!("planning step `{}`", step.name);
+        let full = self.recorded_fingerprint(&step.name).await?.as_deref()
+            != Some(step.fingerprint.as_str());
+        let failed_due: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {keys} WHERE pending AND is_success = false"
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db(ctx(), e))?;
+        let kn: Vec<String> = (0..width).map(|i| format!("k{i}")).collect();
+        let mut parts = Vec::new();
+        let mut binds = Vec::new();
+        for input in &step.inputs {
+            let meta = meta_table(&input.table);
+            let wm = if full {
+                -1
+            } else {
+                self.watermark(&step.name, &input.table).await?
+            };
+            if input.covers_key {
+                let sel = key_projection(step, input)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("m.{} AS k{i}", quote_ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                binds.push(wm);
+                let filter = if full {
+                    "m.delete_ts IS NULL".to_string()
+                } else {
+                    format!("m.seq > ${}", binds.len())
+                };
+                parts.push(format!("SELECT {sel}, m.delete_ts IS NOT NULL AS deleted FROM {meta} AS m WHERE {filter}"));
+            } else if !full {
+                binds.push(wm);
+                let p = binds.len();
+                if input.join.is_empty() {
+                    parts.push(format!(
+                        "SELECT {}, false FROM {keys} AS t WHERE EXISTS (SELECT 1 FROM {meta} WHERE seq > ${p})",
+                        column_list(&step.key, Some("t"))
+                    ));
+                } else {
+                    let key_cols: Vec<String> = input.join.iter().map(|(k, _)| k.clone()).collect();
+                    let sel = input
+                        .join
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, c))| format!("m.{} AS k{i}", quote_ident(c)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    parts.push(format!(
+                        "SELECT {}, false FROM {keys} AS t JOIN (SELECT DISTINCT {sel} FROM {meta} AS m WHERE m.seq > ${p}) AS c ON {}",
+                        column_list(&step.key, Some("t")),
+                        join_on("t", &key_cols, "c")
+                    ));
+                }
+            }
+        }
+        if full {
+            parts.push(format!(
+                "SELECT {}, false FROM {keys} AS t",
+                column_list(&step.key, Some("t"))
+            ));
+        } else {
+            parts.push(format!(
+                "SELECT {}, false FROM {keys} AS t WHERE t.pending AND t.is_success IS DISTINCT FROM false",
+                column_list(&step.key, Some("t"))
+            ));
+        }
+        let union = parts
+            .iter()
+            .map(|p| format!("({p})"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let sql = format!(
+            "WITH cand AS (
+                SELECT {kl}, bool_and(deleted) AS deleted FROM ({union}) AS x({kl}, deleted) GROUP BY {kl}
+             )
+             SELECT count(*) FILTER (WHERE t.{k0} IS NULL AND NOT c.deleted),
+                    count(*) FILTER (WHERE t.{k0} IS NOT NULL AND NOT c.deleted),
+                    count(*) FILTER (WHERE c.deleted AND t.{k0} IS NOT NULL)
+               FROM cand AS c LEFT JOIN {keys} AS t ON {on}
+              WHERE NOT coalesce(t.pending AND t.is_success = false, false)",
+            kl = kn.join(", "),
+            k0 = quote_ident(&step.key[0]),
+            on = join_on("t", &step.key, "c"),
+        );
+        let mut q = sqlx::query_as::<_, (i64, i64, i64)>(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let (new, changed, deleted) = q.fetch_one(&self.pool).await.map_err(|e| db(ctx(), e))?;
+        Ok(PlanCounts {
+            new: new as u64,
+            changed: changed as u64,
+            deleted: deleted as u64,
+            failed_due: failed_due as u64,
+            all_keys: full,
+        })
+    }
+}
