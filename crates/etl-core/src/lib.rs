@@ -2,10 +2,14 @@
 //!
 //! * [`value`]: rows, values and keys; [`row_hash`]: their content hash; [`diff`]: what a batch
 //!   changes.
-//! * [`step`]: the traits steps implement; [`store`]: the trait the state store implements.
-//! * [`config`]: `pipelines.toml`; [`dag`]: the validated pipeline and step selection.
-//! * [`runner`]: runs a pipeline; [`retry`]: backoff for transient failures; [`report`]: what a
-//!   run did.
+//! * [`step`]: the traits steps implement (with the input roles they declare); [`store`]: the
+//!   traits the state store implements (`Store`, and `StoreReads`, what steps may read).
+//! * [`config`]: `pipelines.toml` (parsing, `${VAR}` interpolation, a step's settings); [`dag`]:
+//!   compiling it in passes into the validated pipeline (roles bound, order found), and step
+//!   selection.
+//! * [`runner`]: runs a pipeline (extracts' snapshots, transforms' batches); [`guard`]: no run
+//!   deletes most of a target unless allowed; [`retry`]: backoff for transient failures;
+//!   [`report`]: what a run did.
 
 pub mod config;
 pub mod dag;

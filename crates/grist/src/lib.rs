@@ -3,7 +3,8 @@
 //! * [`client`]: the HTTP client (auth, timeouts, retries, errors a user can act on);
 //! * [`api`]: the shapes of Grist's answers (tables, columns, records);
 //! * [`csv_stream`]: a CSV download parsed as a stream of records;
-//! * [`cells`]: Grist cells (CSV text or record JSON) as typed values;
+//! * [`cells`]: one typing of Grist cells for every column type and endpoint, and which
+//!   endpoint a table is read through;
 //! * [`read_log`]: what an extract read, to tell cheaply on the next run whether it changed;
 //! * [`folder`]: the doc folder format; [`seed`]: creating a doc from one; [`export`]: a doc into
 //!   one.
