@@ -1,0 +1,58 @@
+//! Locks: a second run is held off by the lock another run holds, or waits for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etl_core::report::StepRunStatus;
+use etl_core::store::Store;
+use etl_core::{RunOptions, Runner};
+
+use crate::harness::{options, step, Harness};
+
+#[tokio::test]
+async fn a_second_run_is_held_off_by_the_lock() {
+    let h = Harness::new().await;
+    let pipeline = Arc::new(h.pipeline());
+    h.store.prepare(&pipeline).await.unwrap();
+    // Another process holds the lock of `load` (same database, another session).
+    let held = h
+        .store
+        .lock(pipeline.step("load").unwrap(), false)
+        .await
+        .unwrap();
+    let r = h.run().await;
+    match &step(&r, "load").status {
+        StepRunStatus::Locked(m) => assert!(m.contains("locked by another etl run"), "{m}"),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert!(matches!(
+        step(&r, "shape").status,
+        StepRunStatus::Skipped(_)
+    ));
+    assert_eq!(h.count("SELECT count(*) FROM src_nodes").await, 0);
+    // A step reading `src_nodes` cannot take its shared lock while the writer holds it.
+    let shape_lock = h.store.lock(pipeline.step("shape").unwrap(), false).await;
+    assert!(shape_lock.is_err());
+
+    // With --wait, the run waits for the holder and then proceeds.
+    let store = h.store.clone();
+    let p2 = pipeline.clone();
+    let waiting = tokio::spawn(async move {
+        Runner::new(store, p2)
+            .run(&RunOptions {
+                wait_for_locks: true,
+                ..options()
+            })
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the waiting run must not proceed while the lock is held"
+    );
+    held.release().await.unwrap();
+    let r = waiting.await.unwrap();
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(h.count("SELECT count(*) FROM nodes_out").await, 13);
+}

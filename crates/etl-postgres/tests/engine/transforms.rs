@@ -1,0 +1,139 @@
+//! Transforms: one-to-many outputs follow deletes in either input, a side-table change
+//! invalidates only the keys depending on it, and a fingerprint change reprocesses one step.
+
+use std::sync::Arc;
+
+use etl_core::Runner;
+use etl_testkit::steps::text_row;
+
+use crate::harness::{options, pkey, step, Harness};
+use crate::pipeline_under_test::CONFIG;
+
+#[tokio::test]
+async fn one_to_many_outputs_follow_deletes_in_either_input() {
+    let h = Harness::new().await;
+    h.run().await;
+    h.tags.reset_calls();
+    // Delete one tag row (second input) of p000, which has tags a and b.
+    h.source.edit("src_tags", |rows| {
+        rows.retain(|r| !(r.text("node_id") == Some("p000") && r.text("tag") == Some("b")))
+    });
+    // Add a tag to p003 (second input).
+    h.source.edit("src_tags", |rows| {
+        rows.push(text_row(&[
+            ("node_id", "p003"),
+            ("node_type", "person"),
+            ("tag", "z"),
+        ]))
+    });
+    let r = h.run().await;
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(
+        h.tags.keys_seen(),
+        vec![pkey("p000", "person"), pkey("p003", "person")]
+    );
+    assert_eq!(
+        h.count("SELECT count(*) FROM node_tags WHERE node_id = 'p000'")
+            .await,
+        1
+    );
+    assert_eq!(
+        h.count("SELECT count(*) FROM node_tags WHERE node_id = 'p003'")
+            .await,
+        2
+    );
+    let t = step(&r, "tags").tables["node_tags"];
+    assert_eq!((t.inserted, t.deleted, t.updated), (1, 1, 0));
+    // Shape does not read src_tags: untouched.
+    assert_eq!(step(&r, "shape").keys_processed, 0);
+
+    // Delete the node itself (first input): every tag row it produced goes.
+    h.source.edit("src_nodes", |rows| {
+        rows.retain(|r| r.text("node_id") != Some("p002"))
+    });
+    h.run().await;
+    assert_eq!(
+        h.count("SELECT count(*) FROM node_tags WHERE node_id = 'p002'")
+            .await,
+        0
+    );
+    // A key with no input left is forgotten by the step.
+    assert_eq!(
+        h.count("SELECT count(*) FROM etl.keys__shape WHERE node_id = 'p002'")
+            .await,
+        0
+    );
+    // ... but its tags remain in src_tags, so the tags step still knows the key (no outputs).
+    assert_eq!(
+        h.count("SELECT count(*) FROM etl.keys__tags WHERE node_id = 'p002' AND NOT pending")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_side_table_change_invalidates_only_the_keys_that_depend_on_it() {
+    let h = Harness::new().await;
+    h.run().await;
+    h.shape.reset_calls();
+    h.tags.reset_calls();
+    h.source.edit("attrs", |rows| {
+        rows.push(text_row(&[
+            ("anchor", "interest"),
+            ("attribute_name", "age"),
+        ]))
+    });
+    let plan = h.plan().await;
+    assert_eq!(step(&plan, "load").plan.unwrap().new, 1);
+    let r = h.run().await;
+    assert!(!r.any_failed(), "{r}");
+    // Exactly the 3 interest nodes, none of the 10 persons.
+    assert_eq!(
+        h.shape.keys_seen(),
+        vec![
+            pkey("i0", "interest"),
+            pkey("i1", "interest"),
+            pkey("i2", "interest")
+        ]
+    );
+    assert_eq!(h.tags.calls(), 0);
+    assert_eq!(
+        h.count("SELECT count(*) FROM nodes_out WHERE attributes ? 'age'")
+            .await,
+        3
+    );
+    // Only the changed outputs were written.
+    assert_eq!(step(&r, "shape").tables["nodes_out"].updated, 3);
+}
+
+#[tokio::test]
+async fn a_fingerprint_change_reprocesses_every_key_of_that_step_only() {
+    let h = Harness::new().await;
+    h.run().await;
+    h.shape.reset_calls();
+    h.tags.reset_calls();
+    h.catalog.set_version("shape", 2);
+    let plan = h.plan().await;
+    assert!(step(&plan, "shape").plan.unwrap().all_keys);
+    assert_eq!(step(&plan, "tags").plan.unwrap().total(), 0);
+    let r = h.run().await;
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(h.shape.keys_seen().len(), 13);
+    assert_eq!(h.tags.calls(), 0);
+    // Same output: nothing rewritten.
+    assert_eq!(step(&r, "shape").rows_written(), 0);
+
+    // A setting that is part of the identity changes the fingerprint too.
+    h.shape.reset_calls();
+    let with_setting = CONFIG.replace(
+        "labels = { stage = \"derive\", part = \"nodes\" }",
+        "labels = { stage = \"derive\", part = \"nodes\" }\nsettings = { flavour = \"spicy\" }",
+    );
+    let pipeline = Arc::new(h.pipeline_from(&with_setting));
+    let r = Runner::new(h.store.clone(), pipeline)
+        .run(&options())
+        .await
+        .unwrap();
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(h.shape.keys_seen().len(), 13);
+}
