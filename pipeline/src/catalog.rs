@@ -192,7 +192,8 @@ fn build_embed(
     settings: &mut Settings,
     target: Target,
 ) -> Built {
-    let embed = EmbedStep::from_settings(target, settings, c.database_url.clone());
+    let output = step.outputs.first().cloned().unwrap_or_default();
+    let embed = EmbedStep::from_settings(target, output, settings, c.database_url.clone());
     if !expect_outputs(step, settings, &[target.output().to_string()]) {
         return Built::Invalid;
     }

@@ -21,7 +21,7 @@ pub async fn search(config: &Path, text: &str, limit: u32) -> Exit {
         eprintln!("error: no database: set DB_CONN_URI (or [database] url in the configuration)");
         return Exit::Config;
     };
-    let Some((_, mut settings)) = crate::load::step_settings(config, &["kg.embed_nodes"])
+    let Some((step, mut settings)) = crate::load::step_settings(config, &["kg.embed_nodes"])
         .into_iter()
         .next()
     else {
@@ -31,7 +31,13 @@ pub async fn search(config: &Path, text: &str, limit: u32) -> Exit {
         );
         return Exit::Config;
     };
-    let embed = EmbedStep::from_settings(Target::Nodes, &mut settings, Some(url.clone()));
+    let output = step.outputs.first().cloned().unwrap_or_default();
+    let embed = EmbedStep::from_settings(
+        Target::Nodes,
+        output.clone(),
+        &mut settings,
+        Some(url.clone()),
+    );
     let query = match embed.embed_query(text).await {
         Ok(v) => v,
         Err(e) => {
@@ -54,14 +60,16 @@ pub async fn search(config: &Path, text: &str, limit: u32) -> Exit {
             return Exit::Service;
         }
     };
-    let rows = sqlx::query(
+    let sql = format!(
         "SELECT node_type, node_id, attribute_name, attribute_value, 1 - (embedding <=> $1::vector) AS similarity
-           FROM rag_anchor_embeddings ORDER BY embedding <=> $1::vector LIMIT $2",
-    )
-    .bind(&literal)
-    .bind(i64::from(limit))
-    .fetch_all(&pool)
-    .await;
+           FROM {} ORDER BY embedding <=> $1::vector LIMIT $2",
+        etl_postgres::ident::quote_ident(&output)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&literal)
+        .bind(i64::from(limit))
+        .fetch_all(&pool)
+        .await;
     match rows {
         Ok(rows) => {
             println!(
@@ -82,7 +90,7 @@ pub async fn search(config: &Path, text: &str, limit: u32) -> Exit {
             Exit::Ok
         }
         Err(e) => {
-            eprintln!("error: searching rag_anchor_embeddings: {e}");
+            eprintln!("error: searching {output}: {e}");
             Exit::Service
         }
     }

@@ -264,7 +264,7 @@ pub async fn read(
                 "skipped rows with a blank key"
             );
         }
-        out.insert(dm.table, rows);
+        out.insert(dm.grist_table, rows);
     }
     Ok(out)
 }
@@ -291,13 +291,14 @@ impl GristRead for DataModelExtract {
     async fn read_snapshot(
         &self,
         client: &GristClient,
-        _ctx: &StepContext,
+        ctx: &StepContext,
         out: &mut dyn SnapshotSink,
     ) -> Result<(), StepError> {
         // Read everything first: a failure on any table writes nothing and deletes nothing.
-        let tables = read(client, &self.doc, self.embed_top_n_default).await?;
-        for (table, rows) in tables {
-            out.write(table, rows).await?;
+        let mut tables = read(client, &self.doc, self.embed_top_n_default).await?;
+        for (i, dm) in DM_TABLES.iter().enumerate() {
+            let rows = tables.remove(dm.grist_table).unwrap_or_default();
+            out.write(ctx.output(i)?, rows).await?;
         }
         Ok(())
     }

@@ -47,6 +47,8 @@ enum ProviderConfig {
 
 pub struct EmbedStep {
     target: Target,
+    /// The table the vectors go to (the step's configured output).
+    output: String,
     provider: ProviderConfig,
     limits: BatchLimits,
     database_url: Option<String>,
@@ -80,6 +82,7 @@ pub fn is_uuid(s: &str) -> bool {
 impl EmbedStep {
     pub fn from_settings(
         target: Target,
+        output: String,
         settings: &mut Settings,
         database_url: Option<String>,
     ) -> EmbedStep {
@@ -143,6 +146,7 @@ impl EmbedStep {
         };
         EmbedStep {
             target,
+            output,
             provider,
             limits,
             database_url,
@@ -171,7 +175,7 @@ impl EmbedStep {
                     ProviderConfig::Local(dir) => load_local(dir)?,
                 };
                 let pool = self.pool().await?.clone();
-                let table = self.target.output();
+                let table = self.output.as_str();
                 let column: Option<String> = sqlx::query_scalar(
                     "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
                       WHERE attrelid = to_regclass($1) AND attname = 'embedding'",
@@ -259,18 +263,13 @@ impl Transform for EmbedStep {
         if pending_keys < self.bulk_load_from_keys {
             return Ok(());
         }
-        bulk_index::defer(self.pool().await?, self.target.output(), pending_keys).await
+        bulk_index::defer(self.pool().await?, &self.output, pending_keys).await
     }
 
     async fn finished(&self, ctx: &StepContext, keys_processed: u64) -> Result<(), StepError> {
         // The memo says the indexes are in place; a run that wrote (or died writing) forgot it.
         if keys_processed > 0 || ctx.memo.as_deref() != Some(INDEXES_IN_PLACE) {
-            bulk_index::restore(
-                self.pool().await?,
-                self.target.output(),
-                &self.index_build_memory,
-            )
-            .await?;
+            bulk_index::restore(self.pool().await?, &self.output, &self.index_build_memory).await?;
         }
         ctx.remember(INDEXES_IN_PLACE);
         Ok(())
@@ -392,7 +391,7 @@ impl Transform for EmbedStep {
             r.set("attribute_name", name.as_str());
             r.set("attribute_value", text.as_str());
             r.set("embedding", Value::Vector(vector.clone()));
-            out.push(target.output(), key, r);
+            out.push(&self.output, key, r);
         }
         out.rows.retain(|r| !failed.contains(&r.producer));
         Ok(out)
@@ -419,7 +418,7 @@ mod tests {
             .collect();
         let lookup: etl_core::config::EnvLookup = Arc::new(move |k| env.get(k).cloned());
         let mut settings = Settings::new("steps.embed_nodes.settings", table, lookup);
-        let _ = EmbedStep::from_settings(Target::Nodes, &mut settings, None);
+        let _ = EmbedStep::from_settings(Target::Nodes, String::new(), &mut settings, None);
         settings.finish().identity
     }
 

@@ -39,7 +39,7 @@ impl GristRead for TestSetExtract {
     async fn read_snapshot(
         &self,
         client: &GristClient,
-        _ctx: &StepContext,
+        ctx: &StepContext,
         out: &mut dyn SnapshotSink,
     ) -> Result<(), StepError> {
         let columns = client.columns(&self.doc, &self.table).await?;
@@ -81,7 +81,7 @@ impl GristRead for TestSetExtract {
                     rows.push(row);
                 }
             }
-            out.write("eval_gds", rows).await?;
+            out.write(ctx.output(0)?, rows).await?;
         }
         Ok(())
     }

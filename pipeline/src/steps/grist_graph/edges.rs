@@ -42,14 +42,17 @@ pub struct Edge<'a> {
 /// Collects edges, checks their endpoints, adds reverses, and writes them in batches.
 pub struct EdgeWriter<'a> {
     pub nodes: &'a NodeIds,
+    /// The output table of edges (the step's second output).
+    table: &'a str,
     buffer: Vec<Row>,
     pub dropped: u64,
 }
 
 impl<'a> EdgeWriter<'a> {
-    pub fn new(nodes: &'a NodeIds) -> Self {
+    pub fn new(nodes: &'a NodeIds, table: &'a str) -> Self {
         EdgeWriter {
             nodes,
+            table,
             buffer: Vec::new(),
             dropped: 0,
         }
@@ -80,14 +83,14 @@ impl<'a> EdgeWriter<'a> {
             ));
         }
         if self.buffer.len() >= BATCH {
-            out.write("grist_edges", std::mem::take(&mut self.buffer))
+            out.write(self.table, std::mem::take(&mut self.buffer))
                 .await?;
         }
         Ok(())
     }
 
     pub async fn flush(&mut self, out: &mut dyn SnapshotSink) -> Result<(), StepError> {
-        out.write("grist_edges", std::mem::take(&mut self.buffer))
+        out.write(self.table, std::mem::take(&mut self.buffer))
             .await
     }
 }

@@ -1,5 +1,5 @@
-//! `uses = "grist.graph"`: the Data doc into `grist_nodes` and `grist_edges`, shaped by the
-//! Data Model doc.
+//! `uses = "grist.graph"`: the Data doc into its two outputs, nodes and edges (`grist_nodes`,
+//! `grist_edges`), shaped by the Data Model doc.
 //!
 //! * Each table `Anchor_<noun>` whose noun is an anchor of the data model gives nodes of type
 //!   `<noun>`. Other tables are skipped, with one log line each.
@@ -78,6 +78,7 @@ fn classify(model: &Model, tables: &[String], ctx: &StepContext) -> GraphTables 
 
 /// Writes the nodes of one anchor table, and records their ids.
 async fn write_nodes(
+    table: &str,
     a: &AnchorTable,
     model: &Model,
     displays: &Displays,
@@ -118,10 +119,10 @@ async fn write_nodes(
                 .with("attributes", J::Object(attributes)),
         );
         if batch.len() >= BATCH {
-            out.write("grist_nodes", std::mem::take(&mut batch)).await?;
+            out.write(table, std::mem::take(&mut batch)).await?;
         }
     }
-    out.write("grist_nodes", batch).await
+    out.write(table, batch).await
 }
 
 #[async_trait]
@@ -163,11 +164,19 @@ impl GristRead for GraphExtract {
         }
         let mut nodes = NodeIds::new();
         for (noun, _) in &anchor_tables {
-            write_nodes(&anchors[noun], &model, &displays, &mut nodes, out).await?;
+            write_nodes(
+                ctx.output(0)?,
+                &anchors[noun],
+                &model,
+                &displays,
+                &mut nodes,
+                out,
+            )
+            .await?;
         }
 
         // Edges: link tables first, then reference columns (the merge rule, see `edges`).
-        let mut edges = EdgeWriter::new(&nodes);
+        let mut edges = EdgeWriter::new(&nodes, ctx.output(1)?);
         let no_attributes = Vec::new();
         for (link, table) in &link_tables {
             LinkTable {

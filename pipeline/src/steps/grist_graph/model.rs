@@ -33,17 +33,18 @@ fn text(row: &Row, column: &str) -> Option<String> {
 }
 
 impl Model {
-    /// The model from the rows of the `dm_*` tables (as `data_model::read` gives them).
+    /// The model from the rows of the Data Model doc's tables (as `data_model::read` gives
+    /// them, by Grist table).
     pub fn from_rows(tables: &BTreeMap<&'static str, Vec<Row>>) -> Model {
         let mut m = Model::default();
-        for r in tables.get("dm_anchors").into_iter().flatten() {
+        for r in tables.get("Anchors").into_iter().flatten() {
             if let Some(noun) = text(r, "noun") {
                 m.anchors.push(noun);
             }
         }
         for (table, owner, into) in [
-            ("dm_anchor_attributes", "anchor", &mut m.anchor_attributes),
-            ("dm_link_attributes", "link", &mut m.link_attributes),
+            ("Anchor_attributes", "anchor", &mut m.anchor_attributes),
+            ("Link_attributes", "link", &mut m.link_attributes),
         ] {
             for r in tables.get(table).into_iter().flatten() {
                 if let (Some(o), Some(a)) = (text(r, owner), text(r, "attribute_name")) {
@@ -51,7 +52,7 @@ impl Model {
                 }
             }
         }
-        for r in tables.get("dm_links").into_iter().flatten() {
+        for r in tables.get("Links").into_iter().flatten() {
             if let (Some(anchor1), Some(anchor2), Some(sentence)) =
                 (text(r, "anchor1"), text(r, "anchor2"), text(r, "sentence"))
             {
