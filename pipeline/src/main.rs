@@ -107,7 +107,7 @@ enum GristCommand {
         /// The Grist server (its API key comes from GRIST_API_KEY).
         #[arg(long, env = "GRIST_SERVER_URL")]
         server: String,
-        /// The workspace to create the docs in (default: the first one the key can see).
+        /// The workspace to create the docs in (default: the first one the key can write to).
         #[arg(long)]
         workspace: Option<i64>,
         /// Also write GRIST_*_DOC_ID=... lines (by folder name) to this file.

@@ -41,8 +41,8 @@ fn creation_order(doc: &DocFolder) -> Vec<&TableData> {
     done
 }
 
-/// Creates the doc in workspace `workspace` (or the first workspace the key can see) and returns
-/// its id.
+/// Creates the doc in workspace `workspace` (or the first workspace the key can write to) and
+/// returns its id.
 pub async fn seed(
     client: &GristClient,
     doc: &DocFolder,
@@ -60,6 +60,23 @@ pub async fn seed(
             &doc.name,
         )
         .await
+        .map_err(|e| match e {
+            // The doc does not exist yet: a "not found" here is the workspace's.
+            GristError::UnknownDoc { server, .. }
+            | GristError::NoAccess { server, .. } => GristError::Protocol {
+                what: format!("creating doc `{}`", doc.name),
+                detail: format!(
+                    "workspace {workspace} not found on {server}, or the key in GRIST_API_KEY cannot write to it: pass --workspace with the id of a workspace the key can write to"
+                ),
+            },
+            GristError::BadRequest { status, detail, .. } => GristError::Protocol {
+                what: format!("creating doc `{}`", doc.name),
+                detail: format!(
+                    "Grist refused it ({status}: {detail}); check --workspace {workspace} and that the key in GRIST_API_KEY can write to it"
+                ),
+            },
+            other => other,
+        })
         .and_then(|v: J| {
             v.as_str()
                 .map(str::to_string)
