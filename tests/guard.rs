@@ -169,6 +169,12 @@ async fn a_wrong_binding_is_refused_by_check_naming_step_role_and_table() {
             "inputs = [\"rag_anchor_embeddings\"]\nafter = [\"graph_anchor_indexes\"]",
             "steps.graph_nodes.inputs: table `rag_anchor_embeddings` does not fit role `rows` (the nodes to hold in the graph): it has no column attributes",
         ),
+        // Outputs bound out of order: each table must be keyed as its role says.
+        (
+            "outputs = [\"dm_anchors\", \"dm_anchor_attributes\",",
+            "outputs = [\"dm_anchor_attributes\", \"dm_anchors\",",
+            "steps.grist_data_model.outputs[0]: table `dm_anchor_attributes` does not fit output role `anchors` of `grist.data_model`",
+        ),
         // An unknown role.
         (
             "inputs = [\"grist_nodes\"]\noutputs = [\"nodes\"]",

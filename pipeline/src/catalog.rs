@@ -59,27 +59,6 @@ pub fn bound_table(step: &StepConfig, role: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Checks that a step's outputs are the tables its implementation writes.
-fn expect_outputs(step: &StepConfig, settings: &mut Settings, expected: &[String]) -> bool {
-    if step.outputs == expected {
-        return true;
-    }
-    settings.step_error(
-        "outputs",
-        format!(
-            "`{}` writes the tables {}; set `outputs = [{}]`",
-            step.uses,
-            expected.join(", "),
-            expected
-                .iter()
-                .map(|t| format!("\"{t}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    );
-    false
-}
-
 /// Builds one implementation from its step's configuration.
 type Build = fn(&EtlCatalog, &StepConfig, &mut Settings) -> Built;
 
@@ -106,11 +85,11 @@ const IMPLEMENTATIONS: &[(&str, Build)] = &[
     ("kg.embed_edges", |c, step, settings| {
         build_embed(c, step, settings, Target::Edges)
     }),
-    ("kg.graph_anchor_indexes", |_, step, settings| {
-        build_indexes(step, settings, true)
+    ("kg.graph_anchor_indexes", |_, _, settings| {
+        build_indexes(settings, true)
     }),
-    ("kg.graph_link_indexes", |_, step, settings| {
-        build_indexes(step, settings, false)
+    ("kg.graph_link_indexes", |_, _, settings| {
+        build_indexes(settings, false)
     }),
     ("kg.graph_nodes", |_, step, settings| {
         let rows = bound_table(step, ROWS);
@@ -122,7 +101,7 @@ const IMPLEMENTATIONS: &[(&str, Build)] = &[
     }),
 ];
 
-fn build_data_model(_: &EtlCatalog, step: &StepConfig, settings: &mut Settings) -> Built {
+fn build_data_model(_: &EtlCatalog, _: &StepConfig, settings: &mut Settings) -> Built {
     let client = grist_connection::client(settings);
     let doc = settings.string("doc_id").unwrap_or_default();
     let top_n = settings.string_or("embed_top_n_default", "");
@@ -139,9 +118,6 @@ fn build_data_model(_: &EtlCatalog, step: &StepConfig, settings: &mut Settings) 
             }
         },
     };
-    if !expect_outputs(step, settings, &data_model::output_tables()) {
-        return Built::Invalid;
-    }
     extract(
         Remembering(data_model::DataModelExtract {
             client,
@@ -152,17 +128,10 @@ fn build_data_model(_: &EtlCatalog, step: &StepConfig, settings: &mut Settings) 
     )
 }
 
-fn build_graph(_: &EtlCatalog, step: &StepConfig, settings: &mut Settings) -> Built {
+fn build_graph(_: &EtlCatalog, _: &StepConfig, settings: &mut Settings) -> Built {
     let client = grist_connection::client(settings);
     let data_model_doc = settings.string("data_model_doc_id").unwrap_or_default();
     let data_doc = settings.string("data_doc_id").unwrap_or_default();
-    if !expect_outputs(
-        step,
-        settings,
-        &["grist_nodes".into(), "grist_edges".into()],
-    ) {
-        return Built::Invalid;
-    }
     extract(
         Remembering(grist_graph::GraphExtract {
             client,
@@ -173,13 +142,10 @@ fn build_graph(_: &EtlCatalog, step: &StepConfig, settings: &mut Settings) -> Bu
     )
 }
 
-fn build_test_set(_: &EtlCatalog, step: &StepConfig, settings: &mut Settings) -> Built {
+fn build_test_set(_: &EtlCatalog, _: &StepConfig, settings: &mut Settings) -> Built {
     let client = grist_connection::client(settings);
     let doc = settings.string("doc_id").unwrap_or_default();
     let table = settings.string_or("table", "Gds");
-    if !expect_outputs(step, settings, &["eval_gds".into()]) {
-        return Built::Invalid;
-    }
     extract(
         Remembering(test_set::TestSetExtract { client, doc, table }),
         2,
@@ -194,23 +160,11 @@ fn build_embed(
 ) -> Built {
     let output = step.outputs.first().cloned().unwrap_or_default();
     let embed = EmbedStep::from_settings(target, output, settings, c.database_url.clone());
-    if !expect_outputs(step, settings, &[target.output().to_string()]) {
-        return Built::Invalid;
-    }
     transform(embed, 1)
 }
 
-fn build_indexes(step: &StepConfig, settings: &mut Settings, anchors: bool) -> Built {
-    let index = IndexStep::from_settings(anchors, settings);
-    let table = if anchors {
-        "memgraph_anchor_indexes"
-    } else {
-        "memgraph_link_indexes"
-    };
-    if !expect_outputs(step, settings, &[table.to_string()]) {
-        return Built::Invalid;
-    }
-    transform(index, 1)
+fn build_indexes(settings: &mut Settings, anchors: bool) -> Built {
+    transform(IndexStep::from_settings(anchors, settings), 1)
 }
 
 impl Catalog for EtlCatalog {

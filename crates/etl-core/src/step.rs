@@ -224,6 +224,11 @@ pub trait SnapshotSink: Send {
 
 #[async_trait]
 pub trait Extract: Send + Sync {
+    /// The tables the step writes, in the order `outputs` binds them. Empty: any (tests' steps).
+    fn outputs(&self) -> Vec<OutputRole> {
+        Vec::new()
+    }
+
     /// Checks that the source can be reached with the configured credentials (`etl check`).
     async fn check(&self) -> Result<(), StepError> {
         Ok(())
@@ -269,6 +274,19 @@ pub struct InputRole {
     pub columns: &'static [&'static str],
     /// What the role is, for messages.
     pub about: &'static str,
+}
+
+/// A table a step writes, by what it holds (`nodes`, `edges`, `vectors`): declared by the
+/// implementation, bound by `pipelines.toml`'s `outputs` list in the declared order, and checked
+/// like an input: the table's primary key must be the role's key, and the database's table must
+/// have the role's columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputRole {
+    pub name: &'static str,
+    /// The primary key the bound table must have, in order.
+    pub key: &'static [&'static str],
+    /// Other columns the step writes (checked against the database).
+    pub columns: &'static [&'static str],
 }
 
 /// The rows of one input for a batch of keys.
@@ -377,6 +395,11 @@ impl BatchOutput {
 pub trait Transform: Send + Sync {
     /// The columns of the transform key, in order.
     fn key_columns(&self) -> Vec<String>;
+
+    /// The tables the step writes, in the order `outputs` binds them. Empty: any (tests' steps).
+    fn outputs(&self) -> Vec<OutputRole> {
+        Vec::new()
+    }
 
     /// The inputs the step reads, by role, in the order a list in `pipelines.toml` binds them.
     /// Empty: the step takes its inputs as configured and reads them by table (tests' steps).

@@ -78,6 +78,29 @@ pub async fn open_store(pipeline: &Pipeline, prepare: bool) -> Result<Arc<PgStor
 pub async fn role_column_problems(pipeline: &Pipeline, store: &PgStore) -> Vec<String> {
     let mut problems = Vec::new();
     for step in &pipeline.steps {
+        let outputs = match &step.implementation {
+            etl_core::StepImpl::Transform(t) => t.outputs(),
+            etl_core::StepImpl::Extract(x) => x.outputs(),
+        };
+        for (role, table) in outputs.iter().zip(&step.outputs) {
+            let Some(info) = table_info(pipeline, store, table).await else {
+                continue;
+            };
+            let lacking: Vec<&str> = role
+                .columns
+                .iter()
+                .copied()
+                .filter(|c| info.column(c).is_none())
+                .collect();
+            if !lacking.is_empty() {
+                problems.push(format!(
+                    "steps.{}.outputs: table `{table}` does not fit output role `{}`: it has no column {}",
+                    step.name,
+                    role.name,
+                    lacking.join(", ")
+                ));
+            }
+        }
         let etl_core::StepImpl::Transform(t) = &step.implementation else {
             continue;
         };
@@ -90,15 +113,8 @@ pub async fn role_column_problems(pipeline: &Pipeline, store: &PgStore) -> Vec<S
             else {
                 continue;
             };
-            let Some(def) = pipeline.tables.get(&input.table) else {
+            let Some(info) = table_info(pipeline, store, &input.table).await else {
                 continue;
-            };
-            let info = match store.table_info(&def.name) {
-                Some(info) => info,
-                None => match etl_postgres::schema::inspect(store.pool(), def).await {
-                    Ok(info) => std::sync::Arc::new(info),
-                    Err(_) => continue, // reported as a database problem
-                },
             };
             let lacking: Vec<&str> = role
                 .columns
@@ -119,4 +135,21 @@ pub async fn role_column_problems(pipeline: &Pipeline, store: &PgStore) -> Vec<S
         }
     }
     problems
+}
+
+/// What the store knows of a table's columns (`None` when it cannot say: reported elsewhere as a
+/// database problem).
+async fn table_info(
+    pipeline: &Pipeline,
+    store: &PgStore,
+    table: &str,
+) -> Option<Arc<etl_postgres::schema::TableInfo>> {
+    let def = pipeline.tables.get(table)?;
+    match store.table_info(&def.name) {
+        Some(info) => Some(info),
+        None => etl_postgres::schema::inspect(store.pool(), def)
+            .await
+            .ok()
+            .map(Arc::new),
+    }
 }

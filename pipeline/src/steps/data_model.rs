@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
-use etl_core::step::SnapshotSink;
+use etl_core::step::{OutputRole, SnapshotSink};
 use etl_core::{Row, StepContext, StepError, Value};
 use grist::api::csv_header_to_column;
 use grist::{Column, ColumnType, GristClient};
@@ -29,7 +29,8 @@ enum Kind {
 /// One `dm_*` table: where it comes from and its columns.
 struct DmTable {
     grist_table: &'static str,
-    table: &'static str,
+    /// What the output holds (its role); Vedana's table for it is `dm_<role>`.
+    role: &'static str,
     key: &'static [&'static str],
     columns: &'static [(&'static str, Kind)],
 }
@@ -54,7 +55,7 @@ macro_rules! attribute_columns {
 const DM_TABLES: [DmTable; 7] = [
     DmTable {
         grist_table: "Anchors",
-        table: "dm_anchors",
+        role: "anchors",
         key: &["noun"],
         columns: &[
             ("noun", Kind::Text),
@@ -65,19 +66,19 @@ const DM_TABLES: [DmTable; 7] = [
     },
     DmTable {
         grist_table: "Anchor_attributes",
-        table: "dm_anchor_attributes",
+        role: "anchor_attributes",
         key: &["anchor", "attribute_name"],
         columns: attribute_columns!("anchor"),
     },
     DmTable {
         grist_table: "Link_attributes",
-        table: "dm_link_attributes",
+        role: "link_attributes",
         key: &["link", "attribute_name"],
         columns: attribute_columns!("link"),
     },
     DmTable {
         grist_table: "Links",
-        table: "dm_links",
+        role: "links",
         key: &["anchor1", "anchor2", "sentence"],
         columns: &[
             ("anchor1", Kind::Text),
@@ -92,27 +93,34 @@ const DM_TABLES: [DmTable; 7] = [
     },
     DmTable {
         grist_table: "Queries",
-        table: "dm_queries",
+        role: "queries",
         key: &["query_name"],
         columns: &[("query_name", Kind::Text), ("query_example", Kind::Text)],
     },
     DmTable {
         grist_table: "Prompts",
-        table: "dm_prompts",
+        role: "prompts",
         key: &["name"],
         columns: &[("name", Kind::Text), ("text", Kind::Text)],
     },
     DmTable {
         grist_table: "ConversationLifecycle",
-        table: "dm_conversation_lifecycle",
+        role: "conversation_lifecycle",
         key: &["event"],
         columns: &[("event", Kind::Text), ("text", Kind::Text)],
     },
 ];
 
-/// The output tables of `grist.data_model`, in order.
-pub fn output_tables() -> Vec<String> {
-    DM_TABLES.iter().map(|t| t.table.to_string()).collect()
+/// The tables `grist.data_model` writes, in order: one per table of the Data Model doc.
+pub fn output_roles() -> Vec<OutputRole> {
+    DM_TABLES
+        .iter()
+        .map(|t| OutputRole {
+            name: t.role,
+            key: t.key,
+            columns: &[],
+        })
+        .collect()
 }
 
 fn typed(text: &str, kind: Kind) -> Value {
@@ -281,6 +289,10 @@ pub struct DataModelExtract {
 impl GristRead for DataModelExtract {
     fn client(&self) -> &GristClient {
         &self.client
+    }
+
+    fn outputs(&self) -> Vec<OutputRole> {
+        output_roles()
     }
 
     async fn check(&self) -> Result<(), StepError> {

@@ -2,7 +2,7 @@
 //! two differ: the roles they read, the key, and the columns that name a row's type.
 
 use etl_core::step::roles::{ATTRIBUTES, ROWS};
-use etl_core::step::InputRole;
+use etl_core::step::{InputRole, OutputRole};
 
 /// Nodes or edges: where texts come from and where vectors go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,12 +64,6 @@ impl Target {
             Target::Edges => "edge_label",
         }
     }
-    pub fn output(self) -> &'static str {
-        match self {
-            Target::Nodes => "rag_anchor_embeddings",
-            Target::Edges => "rag_edge_embeddings",
-        }
-    }
     pub(super) fn key(self) -> Vec<String> {
         let k: &[&str] = match self {
             Target::Nodes => &["node_id", "node_type"],
@@ -88,6 +82,22 @@ impl Target {
         match self {
             Target::Nodes => &["node_id", "node_type"],
             Target::Edges => &["from_node_id", "to_node_id", "edge_label"],
+        }
+    }
+
+    /// What the step writes: a vector per (key, embeddable attribute).
+    pub(super) fn output_role(self) -> OutputRole {
+        match self {
+            Target::Nodes => OutputRole {
+                name: "vectors",
+                key: &["node_id", "node_type", "attribute_name"],
+                columns: &["attribute_value", "embedding"],
+            },
+            Target::Edges => OutputRole {
+                name: "vectors",
+                key: &["from_node_id", "to_node_id", "edge_label", "attribute_name"],
+                columns: &["attribute_value", "embedding"],
+            },
         }
     }
 }

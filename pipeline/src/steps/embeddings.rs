@@ -255,6 +255,10 @@ impl Transform for EmbedStep {
         self.target.roles()
     }
 
+    fn outputs(&self) -> Vec<etl_core::step::OutputRole> {
+        vec![self.target.output_role()]
+    }
+
     async fn check(&self) -> Result<(), StepError> {
         self.ready().await.map(|_| ())
     }

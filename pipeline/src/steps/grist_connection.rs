@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use etl_core::config::Settings;
-use etl_core::step::SnapshotSink;
+use etl_core::step::{OutputRole, SnapshotSink};
 use etl_core::{Extract, StepContext, StepError};
 use grist::{GristClient, GristConfig};
 
@@ -27,6 +27,9 @@ pub fn client(settings: &mut Settings) -> GristClient {
 pub trait GristRead: Send + Sync {
     /// The client the step was configured with.
     fn client(&self) -> &GristClient;
+
+    /// The tables the snapshot fills, in order (see `etl_core::step::OutputRole`).
+    fn outputs(&self) -> Vec<OutputRole>;
 
     /// Checks that the docs can be reached with the configured key (`etl check`).
     async fn check(&self) -> Result<(), StepError>;
@@ -47,6 +50,10 @@ pub struct Remembering<R>(pub R);
 
 #[async_trait]
 impl<R: GristRead> Extract for Remembering<R> {
+    fn outputs(&self) -> Vec<OutputRole> {
+        self.0.outputs()
+    }
+
     async fn check(&self) -> Result<(), StepError> {
         self.0.check().await
     }

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use serde_json::Value as J;
 
-use etl_core::step::InputRole;
+use etl_core::step::{InputRole, OutputRole};
 use etl_core::{BatchOutput, InputBatch, Row, StepContext, StepError, Transform, Value};
 
 use etl_core::step::roles::ROWS;
@@ -62,6 +62,14 @@ impl Transform for NormalizeNodes {
         }]
     }
 
+    fn outputs(&self) -> Vec<OutputRole> {
+        vec![OutputRole {
+            name: "nodes",
+            key: &["node_id", "node_type"],
+            columns: &["attributes"],
+        }]
+    }
+
     async fn process(
         &self,
         ctx: &StepContext,
@@ -99,6 +107,20 @@ impl Transform for NormalizeEdges {
             ],
             columns: &["attributes"],
             about: "the edges as extracted",
+        }]
+    }
+
+    fn outputs(&self) -> Vec<OutputRole> {
+        vec![OutputRole {
+            name: "edges",
+            key: &[
+                "from_node_id",
+                "to_node_id",
+                "from_node_type",
+                "to_node_type",
+                "edge_label",
+            ],
+            columns: &["attributes"],
         }]
     }
 

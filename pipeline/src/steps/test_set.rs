@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use etl_core::step::SnapshotSink;
+use etl_core::step::{OutputRole, SnapshotSink};
 use etl_core::{Row, StepContext, StepError, Value};
 use grist::api::csv_header_to_column;
 use grist::GristClient;
@@ -29,6 +29,14 @@ pub struct TestSetExtract {
 impl GristRead for TestSetExtract {
     fn client(&self) -> &GristClient {
         &self.client
+    }
+
+    fn outputs(&self) -> Vec<OutputRole> {
+        vec![OutputRole {
+            name: "questions",
+            key: &["gds_question"],
+            columns: &COLUMNS,
+        }]
     }
 
     async fn check(&self) -> Result<(), StepError> {

@@ -142,6 +142,19 @@ pub(super) fn build_step(
         return None;
     }
 
+    let declared_outputs = match &built.implementation {
+        StepImpl::Transform(t) => t.outputs(),
+        StepImpl::Extract(x) => x.outputs(),
+    };
+    roles::check_outputs(
+        &place,
+        &s.uses,
+        &declared_outputs,
+        &s.outputs,
+        tables,
+        errors,
+    );
+
     if s.kind != StepKind::Extract && key.is_empty() {
         errors.push(ConfigError::new(
             format!("{place}.uses"),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::config::{ConfigError, InputConfig};
 use crate::dag::TableDef;
-use crate::step::InputRole;
+use crate::step::{InputRole, OutputRole};
 
 fn role_list(roles: &[InputRole]) -> String {
     roles
@@ -103,6 +103,62 @@ pub fn bind(
         }
     }
     bound
+}
+
+/// Checks a step's `outputs` against the roles its implementation declares: as many tables, in
+/// the declared order, each keyed by the role's key.
+pub fn check_outputs(
+    place: &str,
+    uses: &str,
+    roles: &[OutputRole],
+    outputs: &[String],
+    tables: &BTreeMap<String, TableDef>,
+    errors: &mut Vec<ConfigError>,
+) {
+    if roles.is_empty() {
+        return;
+    }
+    let names = || {
+        roles
+            .iter()
+            .map(|r| format!("`{}` (keyed by {})", r.name, r.key.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if outputs.len() != roles.len() {
+        errors.push(ConfigError::new(
+            format!("{place}.outputs"),
+            format!(
+                "`{uses}` writes {} table{}, in this order: {}; {} given",
+                roles.len(),
+                if roles.len() == 1 { "" } else { "s" },
+                names(),
+                outputs.len()
+            ),
+        ));
+        return;
+    }
+    for (i, (role, table)) in roles.iter().zip(outputs).enumerate() {
+        let Some(def) = tables.get(table) else {
+            continue;
+        };
+        if def
+            .primary_key
+            .iter()
+            .map(String::as_str)
+            .ne(role.key.iter().copied())
+        {
+            errors.push(ConfigError::new(
+                format!("{place}.outputs[{i}]"),
+                format!(
+                    "table `{table}` does not fit output role `{}` of `{uses}`: its primary key is ({}), the role's ({})",
+                    role.name,
+                    def.primary_key.join(", "),
+                    role.key.join(", ")
+                ),
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

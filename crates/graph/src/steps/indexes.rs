@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use etl_core::config::Settings;
 use etl_core::step::roles::ROWS;
-use etl_core::step::InputRole;
+use etl_core::step::{InputRole, OutputRole};
 use etl_core::{BatchOutput, InputBatch, Row, StepContext, StepError, Transform};
 
 use super::connection::{graph_error, GraphConnection};
@@ -87,6 +87,22 @@ impl Transform for IndexStep {
                 key: &["sentence"],
                 columns: &[],
                 about: "the data model's links",
+            }
+        }]
+    }
+
+    fn outputs(&self) -> Vec<OutputRole> {
+        vec![if self.anchors {
+            OutputRole {
+                name: "indexes",
+                key: &["anchor"],
+                columns: &[],
+            }
+        } else {
+            OutputRole {
+                name: "indexes",
+                key: &["link"],
+                columns: &[],
             }
         }]
     }

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::Value as J;
 
-use etl_core::step::SnapshotSink;
+use etl_core::step::{OutputRole, SnapshotSink};
 use etl_core::{Row, StepContext, StepError};
 use grist::cells::record_cell;
 use grist::{Column, GristClient};
@@ -129,6 +129,27 @@ async fn write_nodes(
 impl GristRead for GraphExtract {
     fn client(&self) -> &GristClient {
         &self.client
+    }
+
+    fn outputs(&self) -> Vec<OutputRole> {
+        vec![
+            OutputRole {
+                name: "nodes",
+                key: &["node_id", "node_type"],
+                columns: &["attributes"],
+            },
+            OutputRole {
+                name: "edges",
+                key: &[
+                    "from_node_id",
+                    "to_node_id",
+                    "from_node_type",
+                    "to_node_type",
+                    "edge_label",
+                ],
+                columns: &["attributes"],
+            },
+        ]
     }
 
     async fn check(&self) -> Result<(), StepError> {
