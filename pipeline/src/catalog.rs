@@ -22,10 +22,11 @@ use etl_core::dag::{Built, Catalog};
 use etl_core::step::{BuiltStep, StepImpl};
 use graph::steps::{Elements, GraphSink, IndexStep};
 
-use crate::steps::embeddings::{EmbedStep, Target};
-use crate::steps::grist_connection::Remembering;
-use crate::steps::{csv_files, data_model, grist_connection, grist_graph, normalize, test_set};
+use crate::steps::{csv_files, normalize};
+use embeddings::steps::{EmbedStep, Target};
 use etl_core::step::roles::ROWS;
+use grist::steps::connection::{self as grist_connection, Remembering};
+use grist::steps::{data_model, graph as grist_graph, test_set};
 
 /// The catalog. Steps that keep state of their own in the database (the embedding cache) get its
 /// URL from here.

@@ -6,6 +6,7 @@
 //! * [`batching`]: texts into requests bounded by count and tokens, several in flight, retried
 //!   on 429/5xx/timeouts (honouring `Retry-After`), a rejected request split until the bad text
 //!   is found.
+//! * [`steps`]: the embedding steps (`kg.embed_nodes`, `kg.embed_edges`).
 //! * [`cache`]: a content-addressed cache in Postgres, keyed by (provider, model, dimensions,
 //!   hash of the text), so that no text is ever paid for twice.
 
@@ -15,6 +16,7 @@ pub mod cache;
 pub mod local;
 pub mod openai;
 pub mod provider;
+pub mod steps;
 
 pub use batching::{embed_all, BatchLimits};
 pub use cache::EmbeddingCache;

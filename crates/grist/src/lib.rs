@@ -6,6 +6,7 @@
 //! * [`cells`]: one typing of Grist cells for every column type and endpoint, and which
 //!   endpoint a table is read through;
 //! * [`read_log`]: what an extract read, to tell cheaply on the next run whether it changed;
+//! * [`steps`]: the Grist extracts (`grist.data_model`, `grist.graph`, `grist.test_set`);
 //! * [`folder`]: the doc folder format; [`seed`]: creating a doc from one; [`export`]: a doc into
 //!   one.
 
@@ -18,6 +19,7 @@ pub mod export;
 pub mod folder;
 pub mod read_log;
 pub mod seed;
+pub mod steps;
 
 pub use api::{Column, ColumnType, Record};
 pub use client::{GristClient, GristConfig};

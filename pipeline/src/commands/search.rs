@@ -6,7 +6,7 @@ use std::path::Path;
 use sqlx::Row as _;
 
 use crate::exit::Exit;
-use crate::steps::embeddings::{EmbedStep, Target};
+use embeddings::steps::{EmbedStep, Target};
 
 pub async fn search(config: &Path, text: &str, limit: u32) -> Exit {
     // The query must be embedded exactly like the stored texts: same step settings.

@@ -1,12 +1,6 @@
-//! The concrete steps this binary offers, by the name `uses = "..."` gives in `pipelines.toml`.
+//! The steps that belong to no connector: the knowledge graph's normalization between the
+//! extracts and the sinks, and local CSV files. The Grist extracts live in `grist::steps`, the
+//! embedding steps in `embeddings::steps`, the graph's in `graph::steps`.
 
-pub mod bulk_index;
 pub mod csv_files;
-pub mod data_model;
-pub mod embed_target;
-pub mod embeddings;
-pub mod grist_connection;
-pub mod grist_graph;
 pub mod normalize;
-pub mod step_database;
-pub mod test_set;

@@ -1,5 +1,5 @@
-//! The Postgres connections a step opens for its own work (the embedding cache, the graph sinks'
-//! comparisons), besides the engine's store: a small pool, opened on first use.
+//! The Postgres connections an embedding step opens for its own work (the cache, the vector
+//! indexes), besides the engine's store: a small pool, opened on first use.
 
 use sqlx::PgPool;
 

@@ -11,12 +11,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
+use crate::api::csv_header_to_column;
+use crate::{Column, ColumnType, GristClient};
 use etl_core::step::{OutputRole, SnapshotSink};
 use etl_core::{Row, StepContext, StepError, Value};
-use grist::api::csv_header_to_column;
-use grist::{Column, ColumnType, GristClient};
 
-use super::grist_connection::GristRead;
+use super::connection::GristRead;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {

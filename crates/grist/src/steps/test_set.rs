@@ -4,12 +4,12 @@
 
 use async_trait::async_trait;
 
+use crate::api::csv_header_to_column;
+use crate::GristClient;
 use etl_core::step::{OutputRole, SnapshotSink};
 use etl_core::{Row, StepContext, StepError, Value};
-use grist::api::csv_header_to_column;
-use grist::GristClient;
 
-use super::grist_connection::GristRead;
+use super::connection::GristRead;
 
 const COLUMNS: [&str; 5] = [
     "gds_question",

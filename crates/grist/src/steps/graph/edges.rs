@@ -13,11 +13,11 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value as J};
 
+use crate::api::csv_header_to_column;
+use crate::cells::{csv_cell, record_cell, referenced_ids, ReadPath};
+use crate::{Column, ColumnType, GristClient};
 use etl_core::step::SnapshotSink;
 use etl_core::{Row, StepError};
-use grist::api::csv_header_to_column;
-use grist::cells::{csv_cell, record_cell, referenced_ids, ReadPath};
-use grist::{Column, ColumnType, GristClient};
 
 use super::anchors::{anchor_named, AnchorTable, Displays};
 use super::model::Link;
@@ -287,7 +287,7 @@ impl LinkTable<'_> {
                 displays.load(client, self.doc, anchors, &columns).await?;
                 let mut records = client.records(self.doc, self.table).await?;
                 records.sort_by_key(|r| r.id);
-                let endpoint = |r: &grist::Record, c: &Column| {
+                let endpoint = |r: &crate::Record, c: &Column| {
                     let cell = r.fields.get(&c.id).unwrap_or(&J::Null);
                     referenced_nodes(cell, c, anchors)
                         .into_iter()

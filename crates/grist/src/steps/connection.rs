@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::{GristClient, GristConfig};
 use etl_core::config::Settings;
 use etl_core::step::{OutputRole, SnapshotSink};
 use etl_core::{Extract, StepContext, StepError};
-use grist::{GristClient, GristConfig};
 
 pub fn client(settings: &mut Settings) -> GristClient {
     let server_url = settings.runtime_string("server_url").unwrap_or_default();

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value as J;
 
+use crate::{Column, ColumnType, GristClient, Record};
 use etl_core::{StepContext, StepError};
-use grist::{Column, ColumnType, GristClient, Record};
 
 /// An anchor table, loaded.
 pub struct AnchorTable {
@@ -137,7 +137,7 @@ impl Displays {
             let mut map = HashMap::new();
             for r in target_records {
                 let display = match visible {
-                    Some(v) => grist::cells::record_cell(
+                    Some(v) => crate::cells::record_cell(
                         r.fields.get(&v.id).unwrap_or(&J::Null),
                         &v.column_type(),
                         &no_refs,

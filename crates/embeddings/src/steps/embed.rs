@@ -24,14 +24,14 @@ use async_trait::async_trait;
 use serde_json::Value as J;
 use tokio::sync::OnceCell;
 
-use embeddings::batching::SendStats;
-use embeddings::cache::text_hash;
-use embeddings::openai::{OpenAiConfig, OpenAiEmbedder};
-use embeddings::{embed_all, BatchLimits, EmbedError, Embedder, EmbeddingCache};
+use crate::batching::SendStats;
+use crate::cache::text_hash;
+use crate::openai::{OpenAiConfig, OpenAiEmbedder};
+use crate::{embed_all, BatchLimits, EmbedError, Embedder, EmbeddingCache};
 use etl_core::config::Settings;
 
 use super::bulk_index;
-pub use super::embed_target::Target;
+pub use super::target::Target;
 use etl_core::step::roles::{ATTRIBUTES, ROWS};
 use etl_core::step::InputRole;
 use etl_core::{
@@ -203,17 +203,17 @@ impl EmbedStep {
     }
 }
 
-#[cfg(feature = "local-embeddings")]
+#[cfg(feature = "local")]
 fn load_local(dir: &std::path::Path) -> Result<Arc<dyn Embedder>, StepError> {
     Ok(Arc::new(
-        embeddings::local::LocalEmbedder::load(dir).map_err(embed_error)?,
+        crate::local::LocalEmbedder::load(dir).map_err(embed_error)?,
     ))
 }
 
-#[cfg(not(feature = "local-embeddings"))]
+#[cfg(not(feature = "local"))]
 fn load_local(_dir: &std::path::Path) -> Result<Arc<dyn Embedder>, StepError> {
     Err(StepError::fatal(
-        "this etl was built without the local embedding provider (feature local-embeddings)",
+        "this etl was built without the local embedding provider (feature local-embeddings of etl, local of embeddings)",
     ))
 }
 

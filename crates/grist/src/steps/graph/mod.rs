@@ -29,16 +29,16 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::Value as J;
 
+use crate::cells::record_cell;
+use crate::{Column, GristClient};
 use etl_core::step::{OutputRole, SnapshotSink};
 use etl_core::{Row, StepContext, StepError};
-use grist::cells::record_cell;
-use grist::{Column, GristClient};
 
 use self::anchors::{AnchorTable, Displays};
 use self::edges::{EdgeWriter, LinkTable, NodeIds, BATCH};
 use self::model::{Link, Model};
+use super::connection::GristRead;
 use super::data_model;
-use super::grist_connection::GristRead;
 
 pub struct GraphExtract {
     pub client: GristClient,
