@@ -138,20 +138,7 @@ impl Embedder for OpenAiEmbedder {
                 "embedding endpoint {} answered {status}: {detail}",
                 self.url
             );
-            return Err(match status.as_u16() {
-                429 | 500..=599 | 408 => EmbedError::Transient {
-                    message,
-                    retry_after: after,
-                },
-                400 | 413 | 422 => EmbedError::Rejected { message },
-                401 | 403 => EmbedError::Fatal {
-                    message: format!("{message} (check OPENAI_API_KEY)"),
-                },
-                404 => EmbedError::Fatal {
-                    message: format!("{message} (check OPENAI_BASE_URL and EMBEDDINGS_MODEL)"),
-                },
-                _ => EmbedError::Fatal { message },
-            });
+            return Err(error_of_status(status.as_u16(), message, after));
         }
         let parsed: Response = response.json().await.map_err(|e| EmbedError::Transient {
             message: format!("unreadable answer from {}: {}", self.url, e.without_url()),
@@ -174,5 +161,58 @@ impl Embedder for OpenAiEmbedder {
             });
         }
         Ok(out)
+    }
+}
+
+/// The one table for the embedding API: what an HTTP status means for the run.
+///
+/// | status | class | what happens |
+/// | --- | --- | --- |
+/// | 408, 429, 5xx | transient | retried by the batcher (honouring `Retry-After`), the one layer of retries |
+/// | 400, 413, 422 | rejected | the request's content: split until the bad text is isolated, its key fails |
+/// | 401, 403 | fatal | the key: check `OPENAI_API_KEY` |
+/// | 404 | fatal | the endpoint or model: check `OPENAI_BASE_URL` and `EMBEDDINGS_MODEL` |
+/// | anything else | fatal | |
+pub fn error_of_status(status: u16, message: String, retry_after: Option<Duration>) -> EmbedError {
+    match status {
+        429 | 500..=599 | 408 => EmbedError::Transient {
+            message,
+            retry_after,
+        },
+        400 | 413 | 422 => EmbedError::Rejected { message },
+        401 | 403 => EmbedError::Fatal {
+            message: format!("{message} (check OPENAI_API_KEY)"),
+        },
+        404 => EmbedError::Fatal {
+            message: format!("{message} (check OPENAI_BASE_URL and EMBEDDINGS_MODEL)"),
+        },
+        _ => EmbedError::Fatal { message },
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn every_row_of_the_table() {
+        let class = |status| match error_of_status(status, String::new(), None) {
+            EmbedError::Transient { .. } => "transient",
+            EmbedError::Rejected { .. } => "rejected",
+            EmbedError::Fatal { .. } => "fatal",
+        };
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(class(s), "transient", "{s}");
+        }
+        for s in [400, 413, 422] {
+            assert_eq!(class(s), "rejected", "{s}");
+        }
+        for s in [401, 403, 404, 405, 409] {
+            assert_eq!(class(s), "fatal", "{s}");
+        }
+        match error_of_status(401, "x".into(), None) {
+            EmbedError::Fatal { message } => assert!(message.contains("OPENAI_API_KEY")),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -1,4 +1,14 @@
-//! Classifying database errors: which are worth retrying, and how to say what failed.
+//! Classifying database errors: which are worth retrying, and how to say what failed. The one
+//! table for Postgres (the engine then maps `StoreError` to its classes: a transient database
+//! error is retried by the runner, a row that does not fit its table is the key's (data), the
+//! rest is fatal):
+//!
+//! | what | class |
+//! | --- | --- |
+//! | I/O, pool timed out, worker crashed | transient |
+//! | SQLSTATE `08*` connection, `40001` serialization, `40P01` deadlock, `53*` resources, `57P01`-`57P03` shutdown or restart | transient |
+//! | a value that does not fit its column (`StoreError::Row`) | data |
+//! | anything else: a constraint, a missing table or column, bad SQL, permissions | fatal |
 
 use etl_core::store::StoreError;
 
@@ -16,18 +26,36 @@ pub fn db(context: impl Into<String>, e: sqlx::Error) -> StoreError {
 pub fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(d) => match d.code().as_deref() {
-            Some(code) => {
-                code.starts_with("08") // connection exception
-                    || code == "40001" // serialization failure
-                    || code == "40P01" // deadlock detected
-                    || code.starts_with("53") // insufficient resources
-                    || code == "57P01" // admin shutdown
-                    || code == "57P02" // crash shutdown
-                    || code == "57P03" // cannot connect now
-            }
-            None => false,
-        },
+        sqlx::Error::Database(d) => d.code().as_deref().is_some_and(is_transient_code),
         _ => false,
+    }
+}
+
+/// Whether a SQLSTATE says the same statement may succeed later.
+pub fn is_transient_code(code: &str) -> bool {
+    code.starts_with("08") // connection exception
+        || code == "40001" // serialization failure
+        || code == "40P01" // deadlock detected
+        || code.starts_with("53") // insufficient resources
+        || code == "57P01" // admin shutdown
+        || code == "57P02" // crash shutdown
+        || code == "57P03" // cannot connect now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient_code;
+
+    #[test]
+    fn every_row_of_the_table() {
+        for code in [
+            "08006", "08001", "40001", "40P01", "53300", "57P01", "57P02", "57P03",
+        ] {
+            assert!(is_transient_code(code), "{code}");
+        }
+        // Unique violation, undefined table and column, syntax, permissions: fatal.
+        for code in ["23505", "42P01", "42703", "42601", "42501", "22P02"] {
+            assert!(!is_transient_code(code), "{code}");
+        }
     }
 }

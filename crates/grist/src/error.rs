@@ -1,5 +1,10 @@
 //! Errors from Grist, each saying which doc and table, and what to check. The API key never
-//! appears in one.
+//! appears in one. The one table for Grist:
+//!
+//! | what | class |
+//! | --- | --- |
+//! | 5xx (`SQLITE_BUSY` included), a timeout, a connection error | transient: retried by the client, the one layer of retries |
+//! | 401 invalid key, 403 no access, 404 unknown doc or table, other 4xx, an unexpected answer | fatal: no row of a snapshot is at fault |
 
 use std::time::Duration;
 
@@ -91,5 +96,56 @@ impl From<GristError> for StepError {
             error
         };
         error.with_source(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_of_the_table() {
+        let class = |e: GristError| {
+            let s = StepError::from(e);
+            (s.class, s.retried)
+        };
+        let server = || "http://grist".to_string();
+        assert_eq!(
+            class(GristError::Server {
+                what: "x".into(),
+                status: 503,
+                detail: String::new(),
+                retry_after: None,
+            }),
+            (ErrorClass::Transient, true)
+        );
+        assert_eq!(
+            class(GristError::Timeout {
+                what: "x".into(),
+                timeout: Duration::from_secs(1),
+            }),
+            (ErrorClass::Transient, true)
+        );
+        for fatal in [
+            GristError::InvalidKey {
+                server: server(),
+                doc: "d".into(),
+            },
+            GristError::UnknownDoc {
+                server: server(),
+                doc: "d".into(),
+            },
+            GristError::BadRequest {
+                what: "x".into(),
+                status: 400,
+                detail: String::new(),
+            },
+            GristError::Protocol {
+                what: "x".into(),
+                detail: String::new(),
+            },
+        ] {
+            assert_eq!(class(fatal), (ErrorClass::Fatal, false));
+        }
     }
 }
