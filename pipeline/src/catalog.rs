@@ -139,7 +139,9 @@ fn build_graph(_: &EtlCatalog, _: &StepConfig, settings: &mut Settings) -> Built
             data_model_doc,
             data_doc,
         }),
-        1,
+        // 2: one typing of cells, link rows win over reference columns. A new version forgets
+        // the remembered reads, so an unchanged source is read again with the new rules.
+        2,
     )
 }
 
