@@ -63,12 +63,38 @@ impl GraphConnection {
                     .await
                     .map_err(graph_error)?;
                 if self.detect_dialect {
-                    client.dialect = client.detect_dialect().await.map_err(graph_error)?;
-                    tracing::debug!(dialect = client.dialect.name(), "graph dialect detected");
+                    client.dialect = self.detected(&client).await?;
                 }
                 Ok(client)
             })
             .await
+    }
+}
+
+/// Dialects found out in this process, by server and database: the graph steps of a run share
+/// one answer instead of asking once each.
+static DETECTED: std::sync::Mutex<Vec<(String, String, Dialect)>> =
+    std::sync::Mutex::new(Vec::new());
+
+impl GraphConnection {
+    async fn detected(&self, client: &GraphClient) -> Result<Dialect, StepError> {
+        let (uri, database) = (&self.config.uri, &self.config.database);
+        let known = DETECTED
+            .lock()
+            .expect("dialect cache")
+            .iter()
+            .find(|(u, d, _)| u == uri && d == database)
+            .map(|(_, _, dialect)| *dialect);
+        if let Some(dialect) = known {
+            return Ok(dialect);
+        }
+        let dialect = client.detect_dialect().await.map_err(graph_error)?;
+        tracing::debug!(dialect = dialect.name(), "graph dialect detected");
+        DETECTED
+            .lock()
+            .expect("dialect cache")
+            .push((uri.clone(), database.clone(), dialect));
+        Ok(dialect)
     }
 }
 
