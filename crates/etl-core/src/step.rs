@@ -259,6 +259,18 @@ pub mod roles {
     pub const ROWS: &str = "rows";
     /// The data model's attribute list, joined to the key by type (`dm_anchor_attributes`).
     pub const ATTRIBUTES: &str = "attributes";
+
+    /// The key of a knowledge graph's node, wherever it is stored (`grist_nodes`, `nodes`).
+    pub const NODE_KEY: &[&str] = &["node_id", "node_type"];
+
+    /// The key of a knowledge graph's edge, wherever it is stored (`grist_edges`, `edges`).
+    pub const EDGE_KEY: &[&str] = &[
+        "from_node_id",
+        "to_node_id",
+        "from_node_type",
+        "to_node_type",
+        "edge_label",
+    ];
 }
 
 /// An input a transform reads, by the role it plays for it (`rows`, `attributes`): declared by

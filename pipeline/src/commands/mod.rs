@@ -86,12 +86,7 @@ pub async fn role_column_problems(pipeline: &Pipeline, store: &PgStore) -> Vec<S
             let Some(info) = table_info(pipeline, store, table).await else {
                 continue;
             };
-            let lacking: Vec<&str> = role
-                .columns
-                .iter()
-                .copied()
-                .filter(|c| info.column(c).is_none())
-                .collect();
+            let lacking = lacking_columns(&info, role.columns);
             if !lacking.is_empty() {
                 problems.push(format!(
                     "steps.{}.outputs: table `{table}` does not fit output role `{}`: it has no column {}",
@@ -116,12 +111,7 @@ pub async fn role_column_problems(pipeline: &Pipeline, store: &PgStore) -> Vec<S
             let Some(info) = table_info(pipeline, store, &input.table).await else {
                 continue;
             };
-            let lacking: Vec<&str> = role
-                .columns
-                .iter()
-                .copied()
-                .filter(|c| info.column(c).is_none())
-                .collect();
+            let lacking = lacking_columns(&info, role.columns);
             if !lacking.is_empty() {
                 problems.push(format!(
                     "steps.{}.inputs: table `{}` does not fit role `{}` ({}): it has no column {}",
@@ -152,4 +142,13 @@ async fn table_info(
             .ok()
             .map(Arc::new),
     }
+}
+
+/// The columns of `wanted` a table does not have.
+fn lacking_columns<'a>(info: &etl_postgres::schema::TableInfo, wanted: &[&'a str]) -> Vec<&'a str> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|c| info.column(c).is_none())
+        .collect()
 }

@@ -10,7 +10,7 @@ use serde_json::Value as J;
 use etl_core::step::{InputRole, OutputRole};
 use etl_core::{BatchOutput, InputBatch, Row, StepContext, StepError, Transform, Value};
 
-use etl_core::step::roles::ROWS;
+use etl_core::step::roles::{EDGE_KEY, NODE_KEY, ROWS};
 
 fn normalized_attributes(value: Option<&Value>) -> J {
     let mut out = serde_json::Map::new();
@@ -50,13 +50,13 @@ pub struct NormalizeNodes;
 #[async_trait]
 impl Transform for NormalizeNodes {
     fn key_columns(&self) -> Vec<String> {
-        vec!["node_id".into(), "node_type".into()]
+        NODE_KEY.iter().map(|c| c.to_string()).collect()
     }
 
     fn inputs(&self) -> Vec<InputRole> {
         vec![InputRole {
             name: ROWS,
-            key: &["node_id", "node_type"],
+            key: NODE_KEY,
             columns: &["attributes"],
             about: "the nodes as extracted",
         }]
@@ -65,7 +65,7 @@ impl Transform for NormalizeNodes {
     fn outputs(&self) -> Vec<OutputRole> {
         vec![OutputRole {
             name: "nodes",
-            key: &["node_id", "node_type"],
+            key: NODE_KEY,
             columns: &["attributes"],
         }]
     }
@@ -84,27 +84,13 @@ pub struct NormalizeEdges;
 #[async_trait]
 impl Transform for NormalizeEdges {
     fn key_columns(&self) -> Vec<String> {
-        [
-            "from_node_id",
-            "to_node_id",
-            "from_node_type",
-            "to_node_type",
-            "edge_label",
-        ]
-        .map(String::from)
-        .to_vec()
+        EDGE_KEY.iter().map(|c| c.to_string()).collect()
     }
 
     fn inputs(&self) -> Vec<InputRole> {
         vec![InputRole {
             name: ROWS,
-            key: &[
-                "from_node_id",
-                "to_node_id",
-                "from_node_type",
-                "to_node_type",
-                "edge_label",
-            ],
+            key: EDGE_KEY,
             columns: &["attributes"],
             about: "the edges as extracted",
         }]
@@ -113,13 +99,7 @@ impl Transform for NormalizeEdges {
     fn outputs(&self) -> Vec<OutputRole> {
         vec![OutputRole {
             name: "edges",
-            key: &[
-                "from_node_id",
-                "to_node_id",
-                "from_node_type",
-                "to_node_type",
-                "edge_label",
-            ],
+            key: EDGE_KEY,
             columns: &["attributes"],
         }]
     }

@@ -1,7 +1,7 @@
 //! What an embedding step embeds: the attributes of nodes or of edges. The one place where the
 //! two differ: the roles they read, the key, and the columns that name a row's type.
 
-use etl_core::step::roles::{ATTRIBUTES, ROWS};
+use etl_core::step::roles::{ATTRIBUTES, EDGE_KEY, NODE_KEY, ROWS};
 use etl_core::step::{InputRole, OutputRole};
 
 /// Nodes or edges: where texts come from and where vectors go.
@@ -19,7 +19,7 @@ impl Target {
             Target::Nodes => vec![
                 InputRole {
                     name: ROWS,
-                    key: &["node_id", "node_type"],
+                    key: NODE_KEY,
                     columns: &["attributes"],
                     about: "the nodes whose attributes are embedded",
                 },
@@ -33,13 +33,7 @@ impl Target {
             Target::Edges => vec![
                 InputRole {
                     name: ROWS,
-                    key: &[
-                        "from_node_id",
-                        "to_node_id",
-                        "from_node_type",
-                        "to_node_type",
-                        "edge_label",
-                    ],
+                    key: EDGE_KEY,
                     columns: &["attributes"],
                     about: "the edges whose attributes are embedded",
                 },
@@ -66,21 +60,15 @@ impl Target {
     }
     pub(super) fn key(self) -> Vec<String> {
         let k: &[&str] = match self {
-            Target::Nodes => &["node_id", "node_type"],
-            Target::Edges => &[
-                "from_node_id",
-                "to_node_id",
-                "from_node_type",
-                "to_node_type",
-                "edge_label",
-            ],
+            Target::Nodes => NODE_KEY,
+            Target::Edges => EDGE_KEY,
         };
         k.iter().map(|s| s.to_string()).collect()
     }
     /// The output's own columns taken from the input row.
     pub(super) fn carried(self) -> &'static [&'static str] {
         match self {
-            Target::Nodes => &["node_id", "node_type"],
+            Target::Nodes => NODE_KEY,
             Target::Edges => &["from_node_id", "to_node_id", "edge_label"],
         }
     }

@@ -21,14 +21,7 @@ pub enum Elements {
     Edges,
 }
 
-const NODE_KEY: &[&str] = &["node_id", "node_type"];
-const EDGE_KEY: &[&str] = &[
-    "from_node_id",
-    "to_node_id",
-    "from_node_type",
-    "to_node_type",
-    "edge_label",
-];
+use etl_core::step::roles::{EDGE_KEY, NODE_KEY};
 
 /// The statements of one batch, grouped by the names Cypher cannot take as parameters.
 #[derive(Default)]

@@ -31,6 +31,7 @@ use serde_json::Value as J;
 
 use crate::cells::record_cell;
 use crate::{Column, GristClient};
+use etl_core::step::roles::{EDGE_KEY, NODE_KEY};
 use etl_core::step::{OutputRole, SnapshotSink};
 use etl_core::{Row, StepContext, StepError};
 
@@ -135,18 +136,12 @@ impl GristRead for GraphExtract {
         vec![
             OutputRole {
                 name: "nodes",
-                key: &["node_id", "node_type"],
+                key: NODE_KEY,
                 columns: &["attributes"],
             },
             OutputRole {
                 name: "edges",
-                key: &[
-                    "from_node_id",
-                    "to_node_id",
-                    "from_node_type",
-                    "to_node_type",
-                    "edge_label",
-                ],
+                key: EDGE_KEY,
                 columns: &["attributes"],
             },
         ]
