@@ -116,6 +116,7 @@ async fn a_sink_or_embedding_step_rewired_to_another_table_with_the_same_key_los
     let s = Setup::demo().await;
     s.run().await;
     let graph_nodes = s.graph_nodes().await;
+    let graph_edges = s.graph_edges().await;
     let embeddings = s.count("SELECT count(*) FROM rag_anchor_embeddings").await;
 
     for (from, to) in [
@@ -126,6 +127,12 @@ async fn a_sink_or_embedding_step_rewired_to_another_table_with_the_same_key_los
         (
             "inputs = [\"nodes\", { table = \"dm_anchor_attributes\"",
             "inputs = [\"grist_nodes\", { table = \"dm_anchor_attributes\"",
+        ),
+        // An explicit join comes sorted by name, not in the key's order: a key built from the
+        // rows in join order matched no key of the step, and every edge looked gone.
+        (
+            "inputs = [\"edges\"]\nafter = [\"graph_nodes\", \"graph_link_indexes\"]",
+            "inputs = [{ table = \"edges\", on = { from_node_id = \"from_node_id\", to_node_id = \"to_node_id\", from_node_type = \"from_node_type\", to_node_type = \"to_node_type\", edge_label = \"edge_label\" } }]\nafter = [\"graph_nodes\", \"graph_link_indexes\"]",
         ),
     ] {
         let config = rewired(from, to);
@@ -139,6 +146,7 @@ async fn a_sink_or_embedding_step_rewired_to_another_table_with_the_same_key_los
             "{check}\n{run}"
         );
         assert_eq!(s.graph_nodes().await, graph_nodes, "{run}");
+        assert_eq!(s.graph_edges().await, graph_edges, "{run}");
         assert_eq!(
             s.count("SELECT count(*) FROM rag_anchor_embeddings").await,
             embeddings,

@@ -118,16 +118,6 @@ impl DeleteTally {
         }
         Ok(())
     }
-
-    /// Takes back a batch's deletes that did not commit (it will be retried).
-    pub async fn release(&self, deletes: &[(String, u64)]) {
-        let mut tables = self.tables.lock().await;
-        for (table, n) in deletes {
-            if let Some(t) = tables.get_mut(table) {
-                t.1 = t.1.saturating_sub(*n);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | I/O, pool timed out, worker crashed | transient |
 //! | SQLSTATE `08*` connection, `40001` serialization, `40P01` deadlock, `53*` resources, `57P01`-`57P03` shutdown or restart | transient |
-//! | a value that does not fit its column (`StoreError::Row`) | data |
+//! | writing rows: SQLSTATE `22*` (a value that does not fit its column) or `23*` (a constraint), as `StoreError::Row` | data |
 //! | anything else: a constraint, a missing table or column, bad SQL, permissions | fatal |
 
 use etl_core::store::StoreError;
@@ -28,6 +28,36 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(d) => d.code().as_deref().is_some_and(is_transient_code),
         _ => false,
+    }
+}
+
+/// An error writing rows: a value that does not fit its column (SQLSTATE class 22) or breaks a
+/// constraint (23) is the rows' (`StoreError::Row`, said without the value: row values never
+/// reach messages); anything else is the database's, transient or not.
+pub fn row_error(table: &str, context: String, e: sqlx::Error) -> StoreError {
+    let code = match &e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.to_string()),
+        _ => None,
+    };
+    match code.as_deref() {
+        Some(c) if c.starts_with("22") || c.starts_with("23") => {
+            let what = if c.starts_with("22") {
+                "a value does not fit its column's type".to_string()
+            } else {
+                match &e {
+                    sqlx::Error::Database(d) => format!(
+                        "a row breaks constraint `{}`",
+                        d.constraint().unwrap_or("?")
+                    ),
+                    _ => "a row breaks a constraint".to_string(),
+                }
+            };
+            StoreError::Row {
+                table: table.to_string(),
+                message: format!("writing rows failed (SQLSTATE {c}): {what}"),
+            }
+        }
+        _ => db(context, e),
     }
 }
 

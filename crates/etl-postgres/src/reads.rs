@@ -65,9 +65,13 @@ impl StoreReads for PgStore {
     ) -> Result<Vec<Key>, StoreError> {
         let sql = match expected {
             Expected::Table => format!(
-                "SELECT {} FROM {} AS t OFFSET $1 LIMIT $2",
+                "SELECT {} FROM {} AS t
+                  WHERE NOT EXISTS (SELECT 1 FROM {} AS k WHERE {} AND k.is_success = false)
+                  OFFSET $1 LIMIT $2",
                 column_list(&step.key, Some("t")),
-                quote_ident(table)
+                quote_ident(table),
+                keys_table(&step.name),
+                on_key(step)
             ),
             // Written keys whose rows still exist must be held.
             Expected::Written => format!(

@@ -143,7 +143,19 @@ impl GraphClient {
         match self.graph.run(query("SHOW STORAGE INFO")).await {
             Ok(()) => Ok(Dialect::Memgraph),
             Err(e) => match classify(what, e) {
-                GraphError::Rejected { .. } | GraphError::Refused { .. } => Ok(Dialect::Neo4j),
+                GraphError::Rejected { message, .. } | GraphError::Refused { message, .. }
+                    if not_understood(&message) =>
+                {
+                    Ok(Dialect::Neo4j)
+                }
+                GraphError::Rejected { what, message } | GraphError::Refused { what, message } => {
+                    Err(GraphError::Refused {
+                        what,
+                        message: format!(
+                            "{message} (the dialect could not be found out: set MEMGRAPH_DIALECT to memgraph or neo4j)"
+                        ),
+                    })
+                }
                 other => Err(other),
             },
         }
@@ -319,4 +331,19 @@ impl GraphClient {
         }
         Ok(out)
     }
+}
+
+/// Whether a server's refusal says it does not speak the statement (rather than, say, that the
+/// user may not run it).
+fn not_understood(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "syntax",
+        "invalid input",
+        "mismatched input",
+        "unknown",
+        "no viable alternative",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
 }

@@ -120,7 +120,9 @@ impl Dialect {
     /// database is never "done", whatever the statement.
     pub fn is_already_done(self, statement: &str, message: &str) -> bool {
         let m = message.to_ascii_lowercase();
-        if m.contains("database") {
+        // A missing database is never "done"; nor is a constraint Neo4j will not make because an
+        // index is in the way ("There already exists an index ... cannot be created").
+        if m.contains("database") || m.contains("cannot be created") {
             return false;
         }
         let verb = statement
@@ -158,6 +160,10 @@ mod tests {
         assert!(!d.is_already_done(create, "Database `nope` not found"));
         assert!(!d.is_already_done(drop, "Database does not exist: nope"));
         assert!(!d.is_already_done("SHOW INDEXES", "already exists"));
+        assert!(!d.is_already_done(
+            "CREATE CONSTRAINT x IF NOT EXISTS FOR (n:`a`) REQUIRE n.id IS UNIQUE",
+            "There already exists an index (:a {id}). A constraint cannot be created until the index has been dropped."
+        ));
     }
 
     #[test]

@@ -206,6 +206,10 @@ pub(super) fn build_step(
                         .collect(),
                 },
             };
+            // In the key's order: keys built from an input's rows must match the step's keys
+            // column for column (an explicit `on` comes sorted by name).
+            let mut join = join;
+            join.sort_by_key(|(k, _)| key.iter().position(|x| x == k).unwrap_or(usize::MAX));
             let joined: BTreeSet<&String> = join.iter().map(|(k, _)| k).collect();
             let covers_key = key.iter().all(|k| joined.contains(k));
             inputs.push(InputDef {

@@ -327,10 +327,9 @@ impl<'a> BatchWorker<'a> {
             .map(|(t, d)| (t.clone(), d.deletes.len() as u64))
             .collect();
         self.tally.admit(step, self.pipeline, &deletes).await?;
-        if let Err(e) = self.store.commit(step, commit).await {
-            self.tally.release(&deletes).await;
-            return Err(e.into());
-        }
+        // A failed commit keeps its deletes counted: it may have applied before its answer was
+        // lost, and counting twice can only refuse early, never let too much through.
+        self.store.commit(step, commit).await?;
         Ok(done)
     }
 

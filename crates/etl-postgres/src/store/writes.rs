@@ -90,17 +90,9 @@ impl PgStore {
         for col in columns {
             q = q.bind(col);
         }
-        q.execute(&mut **tx).await.map_err(|e| {
-            let transient = crate::error::is_transient(&e);
-            if transient {
-                db(format!("writing rows of `{table}`"), e)
-            } else {
-                StoreError::Row {
-                    table: table.clone(),
-                    message: format!("writing rows failed: {e}"),
-                }
-            }
-        })?;
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| crate::error::row_error(table, format!("writing rows of `{table}`"), e))?;
 
         // Row metadata.
         let width = info.def.primary_key.len();

@@ -11,6 +11,8 @@ use etl_core::{StepContext, StepError};
 /// An anchor table, loaded.
 pub struct AnchorTable {
     pub noun: String,
+    /// The Grist table (`Anchor_<noun>`, in whatever case the doc spells it).
+    pub table: String,
     pub columns: Vec<Column>,
     /// Every record, by row id, those whose node id an earlier row took included: a reference
     /// to one of them still shows its own display value.
@@ -71,6 +73,7 @@ impl AnchorTable {
         }
         Ok(AnchorTable {
             noun: noun.to_string(),
+            table: table.to_string(),
             columns,
             records,
             is_node,
@@ -84,9 +87,7 @@ pub fn anchor_named<'a>(
     anchors: &'a HashMap<String, AnchorTable>,
     table: &str,
 ) -> Option<&'a AnchorTable> {
-    anchors
-        .values()
-        .find(|a| table.strip_prefix("Anchor_") == Some(a.noun.as_str()))
+    anchors.values().find(|a| a.table == table)
 }
 
 /// Display values of referenced rows: the referenced table's visible column, per (table,
