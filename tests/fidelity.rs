@@ -262,7 +262,7 @@ async fn an_unset_test_set_doc_skips_its_step_keeps_eval_gds_and_builds_the_grap
     assert!(
         check
             .stdout
-            .contains("step grist_test_set: will be skipped: GRIST_TEST_SET_DOC_ID unset or empty"),
+            .contains("step grist_test_set: will not run: GRIST_TEST_SET_DOC_ID unset or empty"),
         "{check}"
     );
 

@@ -81,7 +81,7 @@ pub async fn check(config: &Path) -> Exit {
     }
     for step in &pipeline.steps {
         if let Some(why) = &step.skipped {
-            println!("step {}: will be skipped: {why}", step.name);
+            println!("step {}: will not run: {why}", step.name);
             continue;
         }
         let result = match &step.implementation {
