@@ -307,6 +307,17 @@ const VEDANA_ENV_EXAMPLE: &[&str] = &[
     "OPENAI_API_KEY",
 ];
 
+/// Empties the test server's shared `memgraph` database.
+async fn empty_graph(graph: &graph::GraphClient) {
+    graph
+        .write(
+            "empty the graph",
+            &[("MATCH (n) DETACH DELETE n".to_string(), vec![])],
+        )
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vedanas_env_example_runs_the_pipeline_with_nothing_added_but_the_model_endpoint() {
     let s = Setup::demo().await;
@@ -325,13 +336,7 @@ async fn vedanas_env_example_runs_the_pipeline_with_nothing_added_but_the_model_
     })
     .await
     .unwrap();
-    memgraph
-        .write(
-            "empty the graph",
-            &[("MATCH (n) DETACH DELETE n".to_string(), vec![])],
-        )
-        .await
-        .unwrap();
+    empty_graph(&memgraph).await;
 
     let value = |name: &str| -> String {
         let ours = |k: &str| {
@@ -379,11 +384,5 @@ async fn vedanas_env_example_runs_the_pipeline_with_nothing_added_but_the_model_
     );
     let again = s.etl_only(&["run"], &env).await;
     assert_eq!(again.code, Some(0), "{again}");
-    memgraph
-        .write(
-            "empty the graph",
-            &[("MATCH (n) DETACH DELETE n".to_string(), vec![])],
-        )
-        .await
-        .unwrap();
+    empty_graph(&memgraph).await;
 }

@@ -75,10 +75,10 @@ const IMPLEMENTATIONS: &[(&str, Build)] = &[
     ("grist.graph", build_graph),
     ("grist.test_set", build_test_set),
     ("kg.normalize_nodes", |_, _, _| {
-        transform(normalize::NormalizeNodes, 1)
+        transform(normalize::Normalize::NODES, 1)
     }),
     ("kg.normalize_edges", |_, _, _| {
-        transform(normalize::NormalizeEdges, 1)
+        transform(normalize::Normalize::EDGES, 1)
     }),
     ("kg.embed_nodes", |c, step, settings| {
         build_embed(c, step, settings, Target::Nodes)

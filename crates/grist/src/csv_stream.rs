@@ -168,6 +168,21 @@ impl CsvStream {
     }
 
     /// The header line (column ids).
+    /// The header as column ids: a Ref column's display helper (`gristHelper_Display*`, what
+    /// `header=colId` names its column) is given as the Ref column it shows.
+    pub async fn column_ids(
+        &mut self,
+        columns: &[crate::api::Column],
+    ) -> Result<Vec<String>, GristError> {
+        let helper_of = crate::api::csv_header_to_column(columns);
+        Ok(self
+            .headers()
+            .await?
+            .into_iter()
+            .map(|h| helper_of.get(&h).cloned().unwrap_or(h))
+            .collect())
+    }
+
     pub async fn headers(&mut self) -> Result<Vec<String>, GristError> {
         if let Some(h) = &self.headers {
             return Ok(h.clone());

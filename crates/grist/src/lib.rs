@@ -7,6 +7,7 @@
 //!   endpoint a table is read through;
 //! * [`read_log`]: what an extract read, to tell cheaply on the next run whether it changed;
 //! * [`steps`]: the Grist extracts (`grist.data_model`, `grist.graph`, `grist.test_set`);
+//! * [`workspaces`]: which workspace `etl grist seed` creates docs in;
 //! * [`folder`]: the doc folder format; [`seed`]: creating a doc from one; [`export`]: a doc into
 //!   one.
 
@@ -20,6 +21,7 @@ pub mod folder;
 pub mod read_log;
 pub mod seed;
 pub mod steps;
+pub mod workspaces;
 
 pub use api::{Column, ColumnType, Record};
 pub use client::{GristClient, GristConfig};

@@ -45,61 +45,44 @@ fn copy_rows(batch: &InputBatch, output: &str) -> BatchOutput {
     out
 }
 
-pub struct NormalizeNodes;
-
-#[async_trait]
-impl Transform for NormalizeNodes {
-    fn key_columns(&self) -> Vec<String> {
-        NODE_KEY.iter().map(|c| c.to_string()).collect()
-    }
-
-    fn inputs(&self) -> Vec<InputRole> {
-        vec![InputRole {
-            name: ROWS,
-            key: NODE_KEY,
-            columns: &["attributes"],
-            about: "the nodes as extracted",
-        }]
-    }
-
-    fn outputs(&self) -> Vec<OutputRole> {
-        vec![OutputRole {
-            name: "nodes",
-            key: NODE_KEY,
-            columns: &["attributes"],
-        }]
-    }
-
-    async fn process(
-        &self,
-        ctx: &StepContext,
-        batch: InputBatch,
-    ) -> Result<BatchOutput, StepError> {
-        Ok(copy_rows(&batch, ctx.output(0)?))
-    }
+/// `kg.normalize_nodes` or `kg.normalize_edges`: the same copy, keyed by nodes or by edges.
+pub struct Normalize {
+    /// The key of what is copied (`NODE_KEY` or `EDGE_KEY`).
+    pub key: &'static [&'static str],
+    /// What is copied, for the roles: "nodes" or "edges".
+    pub what: &'static str,
 }
 
-pub struct NormalizeEdges;
+impl Normalize {
+    pub const NODES: Normalize = Normalize {
+        key: NODE_KEY,
+        what: "nodes",
+    };
+    pub const EDGES: Normalize = Normalize {
+        key: EDGE_KEY,
+        what: "edges",
+    };
+}
 
 #[async_trait]
-impl Transform for NormalizeEdges {
+impl Transform for Normalize {
     fn key_columns(&self) -> Vec<String> {
-        EDGE_KEY.iter().map(|c| c.to_string()).collect()
+        self.key.iter().map(|c| c.to_string()).collect()
     }
 
     fn inputs(&self) -> Vec<InputRole> {
         vec![InputRole {
             name: ROWS,
-            key: EDGE_KEY,
+            key: self.key,
             columns: &["attributes"],
-            about: "the edges as extracted",
+            about: "the rows as extracted",
         }]
     }
 
     fn outputs(&self) -> Vec<OutputRole> {
         vec![OutputRole {
-            name: "edges",
-            key: EDGE_KEY,
+            name: self.what,
+            key: self.key,
             columns: &["attributes"],
         }]
     }

@@ -4,7 +4,6 @@
 
 use async_trait::async_trait;
 
-use crate::api::csv_header_to_column;
 use crate::GristClient;
 use etl_core::step::{OutputRole, SnapshotSink};
 use etl_core::{Row, StepContext, StepError, Value};
@@ -51,14 +50,8 @@ impl GristRead for TestSetExtract {
         out: &mut dyn SnapshotSink,
     ) -> Result<(), StepError> {
         let columns = client.columns(&self.doc, &self.table).await?;
-        let helper_of = csv_header_to_column(&columns);
         let mut csv = client.csv(&self.doc, &self.table).await?;
-        let headers: Vec<String> = csv
-            .headers()
-            .await?
-            .into_iter()
-            .map(|h| helper_of.get(&h).cloned().unwrap_or(h))
-            .collect();
+        let headers = csv.column_ids(&columns).await?;
         let positions: Vec<Option<usize>> = COLUMNS
             .iter()
             .map(|c| headers.iter().position(|h| h == c))

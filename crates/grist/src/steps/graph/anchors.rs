@@ -167,3 +167,25 @@ impl Displays {
             .cloned()
     }
 }
+
+/// A record's cells in `columns`, typed (`crate::cells`), references by display value; cells
+/// with no value are left out.
+pub fn typed_attributes(
+    record: &Record,
+    columns: &[&Column],
+    displays: &Displays,
+) -> serde_json::Map<String, J> {
+    let mut attributes = serde_json::Map::new();
+    for c in columns {
+        let resolver = |_: &str, id: i64| displays.get(c, id);
+        let v = crate::cells::record_cell(
+            record.fields.get(&c.id).unwrap_or(&J::Null),
+            &c.column_type(),
+            &resolver,
+        );
+        if !v.is_null() {
+            attributes.insert(c.id.clone(), v);
+        }
+    }
+    attributes
+}

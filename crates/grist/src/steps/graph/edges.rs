@@ -13,13 +13,12 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value as J};
 
-use crate::api::csv_header_to_column;
-use crate::cells::{csv_cell, record_cell, referenced_ids, ReadPath};
+use crate::cells::{csv_cell, referenced_ids, ReadPath};
 use crate::{Column, ColumnType, GristClient};
 use etl_core::step::SnapshotSink;
 use etl_core::{Row, StepError};
 
-use super::anchors::{anchor_named, AnchorTable, Displays};
+use super::anchors::{anchor_named, typed_attributes, AnchorTable, Displays};
 use super::model::Link;
 
 /// Rows handed to the snapshot at a time.
@@ -250,14 +249,8 @@ impl LinkTable<'_> {
         let mut rows = Vec::with_capacity(BATCH);
         match ReadPath::for_columns(read.iter().copied()) {
             ReadPath::Csv => {
-                let helper_of = csv_header_to_column(&columns);
                 let mut csv = client.csv(self.doc, self.table).await?;
-                let headers: Vec<String> = csv
-                    .headers()
-                    .await?
-                    .into_iter()
-                    .map(|h| helper_of.get(&h).cloned().unwrap_or(h))
-                    .collect();
+                let headers = csv.column_ids(&columns).await?;
                 let at = |c: &Column| headers.iter().position(|h| *h == c.id);
                 let (from_at, to_at) = (at(from_col), at(to_col));
                 let label_at = label_col.and_then(at);
@@ -295,18 +288,7 @@ impl LinkTable<'_> {
                         .unwrap_or_default()
                 };
                 for r in &records {
-                    let mut attributes = Map::new();
-                    for c in &attribute_cols {
-                        let resolver = |_: &str, id: i64| displays.get(c, id);
-                        let v = record_cell(
-                            r.fields.get(&c.id).unwrap_or(&J::Null),
-                            &c.column_type(),
-                            &resolver,
-                        );
-                        if !v.is_null() {
-                            attributes.insert(c.id.clone(), v);
-                        }
-                    }
+                    let attributes = typed_attributes(r, &attribute_cols, displays);
                     let label = label_col.and_then(|c| match r.fields.get(&c.id) {
                         Some(J::String(s)) => Some(s.trim().to_string()),
                         _ => None,

@@ -29,7 +29,6 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::Value as J;
 
-use crate::cells::record_cell;
 use crate::{Column, GristClient};
 use etl_core::step::roles::{EDGE_KEY, NODE_KEY};
 use etl_core::step::{OutputRole, SnapshotSink};
@@ -100,18 +99,7 @@ async fn write_nodes(
     let mut batch = Vec::new();
     for r in a.nodes() {
         let node_id = a.node_of_row[&r.id].clone();
-        let mut attributes = serde_json::Map::new();
-        for c in &wanted {
-            let resolver = |_: &str, id: i64| displays.get(c, id);
-            let v = record_cell(
-                r.fields.get(&c.id).unwrap_or(&J::Null),
-                &c.column_type(),
-                &resolver,
-            );
-            if !v.is_null() {
-                attributes.insert(c.id.clone(), v);
-            }
-        }
+        let attributes = anchors::typed_attributes(r, &wanted, displays);
         set.insert(node_id.clone());
         batch.push(
             Row::new()
