@@ -122,7 +122,7 @@ mod tests {
             .expect("record"),
         ];
         let mut doc = Doc::new("d");
-        doc.tables.push(Table::new("T", columns, records));
+        doc.push_table(Table::new("T", columns, records));
         doc.normalize_columns();
         let table = doc.table("T").expect("table");
         assert_eq!(

@@ -9,11 +9,15 @@ use serde_json::Value;
 
 use crate::error::EmulatorError;
 use crate::fault::{Fault, FaultKind, FaultQueue, RequestInfo};
+use crate::history::{self, History, HistoryLimits};
 use crate::model::{object_fields, Column, Doc, Record, Table};
 
 #[derive(Debug, Default)]
 struct Shared {
     docs: RwLock<BTreeMap<String, Doc>>,
+    /// Each doc's states (`crate::history`), changed under the `docs` write lock.
+    histories: Mutex<BTreeMap<String, History>>,
+    history_limits: Mutex<HistoryLimits>,
     faults: Mutex<FaultQueue>,
     log: Mutex<Vec<RequestInfo>>,
     api_key: RwLock<Option<String>>,
@@ -51,15 +55,71 @@ impl Docs {
         f(&mut guard)
     }
 
-    /// Runs `f` on one doc, to change it.
+    /// Runs `f` on a copy of one doc, which replaces it only if `f` succeeds; a change is a new
+    /// state of the doc's history. (The copy shares its tables with the doc until `f` changes
+    /// one.)
     pub(crate) fn with_doc_mut<R>(
         &self,
         doc_id: &str,
         f: impl FnOnce(&mut Doc) -> Result<R, EmulatorError>,
     ) -> Result<R, EmulatorError> {
         self.write(|docs| match docs.get_mut(doc_id) {
-            Some(doc) => f(doc),
+            Some(doc) => {
+                let mut copy = doc.clone();
+                let result = f(&mut copy)?;
+                if history::changed(doc, &copy) {
+                    crate::eval::refresh_stored_formulas(&mut copy);
+                    let limits = *lock(&self.inner.history_limits);
+                    lock(&self.inner.histories)
+                        .entry(doc_id.to_string())
+                        .or_insert_with(|| History::new(doc))
+                        .record(&copy, limits);
+                }
+                *doc = copy;
+                Ok(result)
+            }
             None => Err(EmulatorError::UnknownDoc(doc_id.to_string())),
+        })
+    }
+
+    // ---- history ----
+
+    /// Bounds every doc's history (see `crate::history`); states beyond them are forgotten at
+    /// the next change.
+    pub fn set_history_limits(&self, limits: HistoryLimits) {
+        *lock(&self.inner.history_limits) = limits;
+    }
+
+    /// Forgets every state of a doc but its newest, as a server whose history was cut would:
+    /// the hashes of the earlier states are then unknown to `/compare`.
+    pub fn truncate_history(&self, doc_id: &str) {
+        self.read(|docs| {
+            if let Some(doc) = docs.get(doc_id) {
+                let mut histories = lock(&self.inner.histories);
+                let head = histories
+                    .get(doc_id)
+                    .map(|h| h.head().clone())
+                    .unwrap_or_else(|| History::new(doc).head().clone());
+                histories.insert(doc_id.to_string(), History::from_head(head));
+            }
+        })
+    }
+
+    /// Runs `f` on a doc's history (made on first use for a doc that has none yet).
+    pub(crate) fn with_history<R>(
+        &self,
+        doc_id: &str,
+        f: impl FnOnce(&History) -> R,
+    ) -> Result<R, EmulatorError> {
+        self.read(|docs| {
+            let doc = docs
+                .get(doc_id)
+                .ok_or_else(|| EmulatorError::UnknownDoc(doc_id.to_string()))?;
+            let mut histories = lock(&self.inner.histories);
+            let history = histories
+                .entry(doc_id.to_string())
+                .or_insert_with(|| History::new(doc));
+            Ok(f(history))
         })
     }
 
@@ -87,12 +147,18 @@ impl Docs {
     /// Adds a doc, or replaces the doc with the same id.
     pub fn insert_doc(&self, mut doc: Doc) {
         doc.normalize_columns();
-        self.write(|docs| docs.insert(doc.id.clone(), doc));
+        self.write(|docs| {
+            lock(&self.inner.histories).insert(doc.id.clone(), History::new(&doc));
+            docs.insert(doc.id.clone(), doc)
+        });
     }
 
     /// Removes a doc; false if there was none.
     pub fn remove_doc(&self, doc_id: &str) -> bool {
-        self.write(|docs| docs.remove(doc_id).is_some())
+        self.write(|docs| {
+            lock(&self.inner.histories).remove(doc_id);
+            docs.remove(doc_id).is_some()
+        })
     }
 
     // ---- tables ----
@@ -108,7 +174,7 @@ impl Docs {
             if doc.table(&table.id).is_some() {
                 return Err(EmulatorError::DuplicateTable { table: table.id });
             }
-            doc.tables.push(table);
+            doc.push_table(table);
             doc.normalize_columns();
             Ok(())
         })

@@ -232,3 +232,58 @@ pub fn display_value(
     }
     rec.fields.get(&helper.id).cloned().unwrap_or(Value::Null)
 }
+
+/// Recomputes the stored cells of simple formulas and display helpers after a change, as Grist
+/// recalculates them (a stored value is what a recorded doc holds; an edit elsewhere can make
+/// it stale). Cells with an error, and formulas the emulator cannot compute, are left as they
+/// are. Returns whether any cell changed.
+pub fn refresh_stored_formulas(doc: &mut Doc) -> bool {
+    let mut any = false;
+    // A formula of a formula settles in a few passes.
+    for _ in 0..3 {
+        let mut updates: Vec<(usize, usize, String, Value)> = Vec::new();
+        for (ti, table) in doc.tables.iter().enumerate() {
+            let computed: Vec<(&Column, Option<&Column>)> = table
+                .columns
+                .iter()
+                .filter_map(|c| {
+                    let owner = table
+                        .columns
+                        .iter()
+                        .find(|o| o.display_col() > 0 && o.display_col() == c.col_ref());
+                    (owner.is_some() || is_simple_formula(c)).then_some((c, owner))
+                })
+                .collect();
+            if computed.is_empty() {
+                continue;
+            }
+            for (ri, rec) in table.records.iter().enumerate() {
+                for (col, owner) in &computed {
+                    let Some(stored) = rec.fields.get(&col.id) else {
+                        continue;
+                    };
+                    if rec.errors.contains_key(&col.id) {
+                        continue;
+                    }
+                    let fresh = match owner {
+                        Some(owner) => Some(display_value(doc, table, rec, owner, col)),
+                        None => formula_value(doc, table, rec, col),
+                    };
+                    if let Some(fresh) = fresh.filter(|f| f != stored) {
+                        updates.push((ti, ri, col.id.clone(), fresh));
+                    }
+                }
+            }
+        }
+        if updates.is_empty() {
+            break;
+        }
+        any = true;
+        for (ti, ri, col, value) in updates {
+            std::sync::Arc::make_mut(&mut doc.tables[ti]).records[ri]
+                .fields
+                .insert(col, value);
+        }
+    }
+    any
+}

@@ -19,6 +19,7 @@
 //!   [`eval`] gives cell values, simple formulas and Ref display values.
 //! * [`seed`] does the writes behind the endpoints (create docs, tables, columns, records;
 //!   display formulas; `/apply`), split by what they change.
+//! * [`history`] keeps each doc's action states, behind `/states` and `/compare`.
 //! * [`error`] holds [`EmulatorError`].
 
 pub mod cellvalue;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod eval;
 pub mod fault;
 pub mod format;
+pub mod history;
 pub mod load;
 pub mod model;
 pub mod number;

@@ -178,7 +178,7 @@ fn load_doc(dir: &Path, files: &[PathBuf]) -> Result<Doc, EmulatorError> {
             let recs = records.remove(id).map(|(_, r)| r).unwrap_or_default();
             let mut table = Table::new(id, cols, recs);
             table.meta = meta;
-            doc.tables.push(table);
+            doc.push_table(table);
         } else {
             tracing::warn!(dir = %dir.display(), table = id, "tables.json lists a table without files");
         }

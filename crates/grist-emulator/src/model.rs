@@ -2,6 +2,8 @@
 //! the Grist API returns them (`/columns` entries, `/records` entries), plus typed accessors for
 //! the column metadata the renderers need and the defaults Grist gives new columns and cells.
 
+use std::sync::Arc;
+
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -338,8 +340,9 @@ fn unwrap_list(value: Value, key: &str) -> Result<Value, EmulatorError> {
 pub struct Doc {
     pub id: String,
     pub name: String,
-    /// In `/tables` order.
-    pub tables: Vec<Table>,
+    /// In `/tables` order. Shared with the doc's earlier states (`crate::history`): a change
+    /// copies only the tables it touches.
+    pub tables: Vec<Arc<Table>>,
 }
 
 impl Doc {
@@ -353,11 +356,19 @@ impl Doc {
     }
 
     pub fn table(&self, table_id: &str) -> Option<&Table> {
-        self.tables.iter().find(|t| t.id == table_id)
+        self.tables.iter().find(|t| t.id == table_id).map(|t| &**t)
     }
 
     pub fn table_mut(&mut self, table_id: &str) -> Option<&mut Table> {
-        self.tables.iter_mut().find(|t| t.id == table_id)
+        self.tables
+            .iter_mut()
+            .find(|t| t.id == table_id)
+            .map(Arc::make_mut)
+    }
+
+    /// Adds a table at the end.
+    pub fn push_table(&mut self, table: Table) {
+        self.tables.push(Arc::new(table));
     }
 
     pub(crate) fn table_or_err(&self, table_id: &str) -> Result<&Table, EmulatorError> {
@@ -381,7 +392,7 @@ impl Doc {
     pub fn column_by_ref(&self, col_ref: i64) -> Option<(&Table, &Column)> {
         self.tables
             .iter()
-            .find_map(|t| t.column_by_ref(col_ref).map(|c| (t, c)))
+            .find_map(|t| t.column_by_ref(col_ref).map(|c| (&**t, c)))
     }
 
     /// The next free colRef in the doc.
@@ -396,7 +407,7 @@ impl Doc {
 
     /// The next free tableRef in the doc.
     pub(crate) fn next_table_ref(&self) -> i64 {
-        self.tables.iter().map(Table::table_ref).max().unwrap_or(0) + 1
+        self.tables.iter().map(|t| t.table_ref()).max().unwrap_or(0) + 1
     }
 
     /// The `/tables` answer: `{"tables": [{"id": T, "fields": {...}}]}`, with tables.json's
@@ -445,11 +456,11 @@ impl Doc {
                 }
                 r => r,
             };
-            let table = &mut self.tables[ti];
+            let table = Arc::make_mut(&mut self.tables[ti]);
             if table.meta.is_none() {
                 table.meta = Some(synthesized_table_fields(table_ref));
             }
-            for (pos, col) in self.tables[ti].columns.iter_mut().enumerate() {
+            for (pos, col) in table.columns.iter_mut().enumerate() {
                 let missing_pos = !col.fields.contains_key("parentPos");
                 let missing_parent = !col.fields.contains_key("parentId");
                 col.fill_defaults();

@@ -1,5 +1,5 @@
 //! `POST /api/docs/{doc}/apply`: the user actions the emulator knows (records, bulk records,
-//! column metadata, `SetDisplayFormula`, adding and removing tables and columns), applied
+//! column metadata, `SetDisplayFormula`, adding, renaming and removing tables and columns), applied
 //! together, answered with Grist's action number, hash and return values.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::columns::{add_column, remove_column, update_column};
 use super::display::{resolve_pending, set_display_formula};
 use super::payload::{bad, record_id, ColumnSpec};
-use super::records::{insert_records, remove_one, update_one};
+use super::records::{clear_references, insert_records, remove_one, update_one};
 use super::tables::add_table;
 use crate::error::EmulatorError;
 use crate::model::{object_fields, Column, Doc, Fields};
@@ -53,6 +53,31 @@ fn column_by_ref_ids(doc: &Doc, col_ref: i64) -> Result<(String, String), Emulat
     doc.column_by_ref(col_ref)
         .map(|(t, c)| (t.id.clone(), c.id.clone()))
         .ok_or_else(|| bad(format!("No column with colRef {col_ref}")))
+}
+
+/// `["RenameTable", old, new]`: the table's id, and the `Ref:`/`RefList:` types naming it.
+fn rename_table(doc: &mut Doc, old: &str, new: &str) -> Result<(), EmulatorError> {
+    if doc.table(new).is_some() {
+        return Err(bad(format!("Table {new} already exists")));
+    }
+    doc.table_mut_or_err(old)?.id = new.to_string();
+    for t in 0..doc.tables.len() {
+        let renamed = |c: &Column| match c.col_type().split_once(':') {
+            Some((kind @ ("Ref" | "RefList"), target)) if target == old => {
+                Some(format!("{kind}:{new}"))
+            }
+            _ => None,
+        };
+        if !doc.tables[t].columns.iter().any(|c| renamed(c).is_some()) {
+            continue;
+        }
+        for c in &mut std::sync::Arc::make_mut(&mut doc.tables[t]).columns {
+            if let Some(ty) = renamed(c) {
+                c.fields.insert("type".into(), json!(ty));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One user action of `POST /api/docs/{doc}/apply`; returns its `retValue`.
@@ -122,18 +147,21 @@ fn apply_action(doc: &mut Doc, action: &[Value]) -> Result<Value, EmulatorError>
             }
             Ok(Value::Null)
         }
-        "RemoveRecord" => {
-            remove_one(
-                doc.table_mut_or_err(arg_str(action, 1)?)?,
-                record_id(action.get(2))?,
-            )?;
+        "RemoveRecord" | "BulkRemoveRecord" => {
+            let table_id = arg_str(action, 1)?;
+            let ids = match name {
+                "RemoveRecord" => vec![record_id(action.get(2))?],
+                _ => ids_of(arg(action, 2))?,
+            };
+            let table = doc.table_mut_or_err(table_id)?;
+            for id in &ids {
+                remove_one(table, *id)?;
+            }
+            clear_references(doc, table_id, &ids);
             Ok(Value::Null)
         }
-        "BulkRemoveRecord" => {
-            let table = doc.table_mut_or_err(arg_str(action, 1)?)?;
-            for id in ids_of(arg(action, 2))? {
-                remove_one(table, id)?;
-            }
+        "RenameTable" => {
+            rename_table(doc, arg_str(action, 1)?, arg_str(action, 2)?)?;
             Ok(Value::Null)
         }
         "AddTable" => {

@@ -86,6 +86,52 @@ pub(super) fn remove_one(table: &mut Table, id: i64) -> Result<(), EmulatorError
     Ok(())
 }
 
+/// What Grist does to references when rows go: a `Ref:<table>` cell naming a removed row
+/// becomes 0, and a `RefList:<table>` cell loses it (an empty list becomes null).
+pub(super) fn clear_references(doc: &mut Doc, table_id: &str, removed: &[i64]) {
+    if removed.is_empty() {
+        return;
+    }
+    let (as_ref, as_list) = (format!("Ref:{table_id}"), format!("RefList:{table_id}"));
+    let gone = |v: &Value| v.as_i64().is_some_and(|id| removed.contains(&id));
+    for t in 0..doc.tables.len() {
+        let columns: Vec<(String, bool)> = doc.tables[t]
+            .columns
+            .iter()
+            .filter(|c| c.col_type() == as_ref || c.col_type() == as_list)
+            .map(|c| (c.id.clone(), c.col_type() == as_list))
+            .collect();
+        let touched = doc.tables[t].records.iter().any(|r| {
+            columns.iter().any(|(c, _)| match r.fields.get(c) {
+                Some(Value::Array(items)) => items.iter().any(gone),
+                Some(v) => gone(v),
+                None => false,
+            })
+        });
+        if !touched {
+            continue;
+        }
+        let table = std::sync::Arc::make_mut(&mut doc.tables[t]);
+        for r in &mut table.records {
+            for (c, is_list) in &columns {
+                let Some(v) = r.fields.get_mut(c) else {
+                    continue;
+                };
+                match v {
+                    Value::Array(items) if *is_list && items.iter().any(gone) => {
+                        items.retain(|i| !gone(i));
+                        if items.len() <= 1 {
+                            *v = Value::Null;
+                        }
+                    }
+                    other if gone(other) => *other = json!(0),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
 /// `POST /api/docs/{doc}/tables/{T}/records`: `{"records": [{"fields": {...}}]}`.
 pub fn add_records(doc: &mut Doc, table_id: &str, body: &Value) -> Result<Vec<i64>, EmulatorError> {
     let rows = list_of(body, "records")?
@@ -111,9 +157,13 @@ pub fn delete_records(doc: &mut Doc, table_id: &str, body: &Value) -> Result<(),
     let table = doc.table_mut_or_err(table_id)?;
     let ids = body
         .as_array()
-        .ok_or_else(|| bad("Invalid payload: expected a list of row ids"))?;
-    for id in ids {
-        remove_one(table, record_id(Some(id))?)?;
+        .ok_or_else(|| bad("Invalid payload: expected a list of row ids"))?
+        .iter()
+        .map(|id| record_id(Some(id)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for id in &ids {
+        remove_one(table, *id)?;
     }
+    clear_references(doc, table_id, &ids);
     Ok(())
 }

@@ -28,7 +28,7 @@ pub(super) fn add_table(
         .with("parentId", json!(table_ref))
         .with("parentPos", json!(1));
     table.columns.push(manual);
-    doc.tables.push(table);
+    doc.push_table(table);
     let columns = match spec.get("columns") {
         Some(Value::Array(cols)) => cols.clone(),
         None | Some(Value::Null) => Vec::new(),

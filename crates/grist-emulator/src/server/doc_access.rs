@@ -12,12 +12,7 @@ pub(super) fn edit_doc<R>(
     doc_id: &str,
     f: impl FnOnce(&mut Doc) -> Result<R, EmulatorError>,
 ) -> Result<R, EmulatorError> {
-    docs.with_doc_mut(doc_id, |doc| {
-        let mut copy = doc.clone();
-        let result = f(&mut copy)?;
-        *doc = copy;
-        Ok(result)
-    })
+    docs.with_doc_mut(doc_id, f)
 }
 
 pub(super) fn with_doc<R>(

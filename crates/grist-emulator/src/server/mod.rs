@@ -10,9 +10,11 @@
 //! * `workspaces` – the workspace and doc endpoints (list, get, create, delete).
 //! * `reads` – `GET` of tables, columns and records (with `filter`, `sort`, `limit`).
 //! * `csv_download` – `GET /download/csv`.
+//! * `changes` – the change feed: `GET /states` and `GET /compare`.
 //! * `writes` – the endpoints that change tables, columns and records, and `/apply`.
 
 mod answers;
+mod changes;
 mod csv_download;
 mod doc_access;
 mod gate;
@@ -38,6 +40,7 @@ use crate::load::load_dirs;
 use crate::model::Doc;
 
 use answers::not_found;
+use changes::{get_compare, get_states};
 use csv_download::get_csv;
 use gate::gate;
 use reads::{get_columns, get_records, get_tables};
@@ -217,6 +220,8 @@ fn router(docs: Docs) -> Router {
             post(delete_records),
         )
         .route("/api/docs/{doc}/download/csv", get(get_csv))
+        .route("/api/docs/{doc}/states", get(get_states))
+        .route("/api/docs/{doc}/compare", get(get_compare))
         .route("/api/docs/{doc}/apply", post(apply))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -55,18 +55,28 @@ pub(super) async fn get_columns(
 }
 
 #[derive(Serialize)]
-struct RecordOut {
-    id: i64,
-    fields: Fields,
+pub(super) struct RecordOut {
+    pub(super) id: i64,
+    pub(super) fields: Fields,
     #[serde(skip_serializing_if = "Fields::is_empty")]
-    errors: Fields,
+    pub(super) errors: Fields,
 }
 
-/// The `/records` entries of a table: stored fields, then the columns a record has no stored
-/// value for (simple formulas computed, data columns at their default).
-fn records_out(doc: &Doc, table: &Table, hidden: bool) -> Vec<RecordOut> {
+/// The `/records` entries of a table (only the rows in `only`, when given): stored fields,
+/// then the columns a record has no stored value for (simple formulas computed, data columns
+/// at their default).
+pub(super) fn records_out(
+    doc: &Doc,
+    table: &Table,
+    hidden: bool,
+    only: Option<&std::collections::HashSet<i64>>,
+) -> Vec<RecordOut> {
     let columns = table.columns_in_position_order();
-    let mut records: Vec<_> = table.records.iter().collect();
+    let mut records: Vec<_> = table
+        .records
+        .iter()
+        .filter(|r| only.is_none_or(|ids| ids.contains(&r.id)))
+        .collect();
     records.sort_by_key(|r| r.id);
     records
         .into_iter()
@@ -107,6 +117,13 @@ fn records_out(doc: &Doc, table: &Table, hidden: bool) -> Vec<RecordOut> {
             }
         })
         .collect()
+}
+
+/// The row ids of a `filter={"id": [...]}` parameter, if it has one.
+fn ids_filter(pairs: &[(String, String)]) -> Option<std::collections::HashSet<i64>> {
+    let filter: Value = serde_json::from_str(query_param(pairs, "filter")?).ok()?;
+    let ids = filter.get("id")?.as_array()?;
+    ids.iter().map(Value::as_i64).collect()
 }
 
 fn sort_rank(v: &Value) -> (u8, f64, Cow<'_, str>) {
@@ -213,7 +230,9 @@ pub(super) async fn get_records(
     }
     respond(with_doc(&docs, &doc_id, |doc| {
         let table = doc.table_or_err(&table_id)?;
-        let records = query_records(records_out(doc, table, hidden), &pairs)?;
+        // A filter on row ids (what a change feed asks) computes only those rows.
+        let only = ids_filter(&pairs);
+        let records = query_records(records_out(doc, table, hidden, only.as_ref()), &pairs)?;
         Ok(Answer { records })
     }))
 }

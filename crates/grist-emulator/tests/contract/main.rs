@@ -10,6 +10,7 @@
 //! * `harness` – the recorded folders, serving them, and the HTTP helpers the tests share.
 //! * `recorded` – every recorded answer and error of the real Grist, reproduced.
 //! * `auth` – API-key checks.
+//! * `changes` – the change feed (`/states`, `/compare`, `/records?filter`) against the recorded one.
 //! * `reads` – read options (`hidden` columns).
 //! * `handle` – editing docs, injecting faults and counting requests through the handle.
 //! * `seeding` – the write endpoints used to seed docs.
@@ -17,6 +18,7 @@
 //! * `seeded_copy` – a recorded doc seeded into an empty emulator renders like the recording.
 
 mod auth;
+mod changes;
 mod errors;
 mod handle;
 mod harness;
