@@ -129,16 +129,14 @@ pub fn rules_docs() -> Emulator {
         vec![rec(1, json!({"attribute_name": "since", "link": 3}))],
     );
     for t in [anchors, anchor_attributes, links, link_attributes] {
-        model.tables.push(t);
+        model.push_table(t);
     }
     for (t, cols) in [
         ("Queries", ["query_name", "query_example"]),
         ("Prompts", ["name", "text"]),
         ("ConversationLifecycle", ["event", "text"]),
     ] {
-        model
-            .tables
-            .push(Table::new(t, text_cols(&mut col, &cols), vec![]));
+        model.push_table(Table::new(t, text_cols(&mut col, &cols), vec![]));
     }
 
     // Data.
@@ -255,11 +253,11 @@ pub fn rules_docs() -> Emulator {
         vec![rec(1, json!({"note": "hi"}))],
     );
     for t in [toys, pets, owners, plays, unknown_anchor, meta] {
-        data.tables.push(t);
+        data.push_table(t);
     }
 
     let mut gds = Doc::new("gds");
-    gds.tables.push(Table::new(
+    gds.push_table(Table::new(
         "Gds",
         text_cols(
             &mut col,

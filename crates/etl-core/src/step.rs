@@ -3,7 +3,8 @@
 //!
 //! * An **extract** reads a complete snapshot of a source and hands rows to a [`SnapshotSink`];
 //!   the engine diffs them against what is stored and, once the snapshot is complete, deletes what
-//!   vanished. An extract that returns an error deletes nothing.
+//!   vanished. An extract that reads only its source's changes marks a table `changes_only` and
+//!   names the keys to delete. An extract that returns an error deletes nothing.
 //! * A **transform** is called with a batch of transform keys whose inputs changed, and the input
 //!   rows of those keys; it returns output rows, each tagged with the key that produced it. The
 //!   engine stores them with the diff and deletes the rows a key no longer produces.
@@ -167,6 +168,15 @@ impl StepContext {
         }
     }
 
+    /// The same context (counters and what it remembers shared) without the memo: what a
+    /// full refresh gives an extract.
+    pub fn without_memo(&self) -> StepContext {
+        StepContext {
+            memo: None,
+            ..self.clone()
+        }
+    }
+
     /// The same context for a step that writes `outputs`.
     pub fn with_outputs(mut self, outputs: Vec<String>) -> Self {
         self.outputs = outputs;
@@ -216,10 +226,26 @@ impl StepContext {
 }
 
 /// Where an extract puts the rows of its snapshot.
+///
+/// By default a table's rows are a complete snapshot: once the extract returns `Ok`, the keys
+/// it did not write are deleted. An extract that reads only what changed in its source calls
+/// [`SnapshotSink::changes_only`] for a table first: then the keys it does not write are kept,
+/// and only the keys it names in [`SnapshotSink::delete`] go (a key written in the same run is
+/// kept). Deletes of either kind wait for the extract's `Ok` and pass the mass-delete guard.
 #[async_trait]
 pub trait SnapshotSink: Send {
     /// Adds rows to the snapshot of one of the step's output tables.
     async fn write(&mut self, table: &str, rows: Vec<Row>) -> Result<(), StepError>;
+
+    /// This run's rows of `table` are changes: keys not written are kept.
+    fn changes_only(&mut self, table: &str) -> Result<(), StepError>;
+
+    /// Deletes the rows of these keys (rows holding at least the table's key columns) from a
+    /// table marked [`SnapshotSink::changes_only`], once the extract has returned `Ok`.
+    async fn delete(&mut self, table: &str, keys: Vec<Row>) -> Result<(), StepError>;
+
+    /// Which of these keys the table holds now (as of the last committed run), in order.
+    async fn stored_keys(&mut self, table: &str, keys: &[Row]) -> Result<Vec<bool>, StepError>;
 }
 
 #[async_trait]

@@ -20,13 +20,13 @@ pub struct ColumnList {
 }
 
 /// A column as `/columns?hidden=true` describes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Column {
     pub id: String,
     pub fields: ColumnFields,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ColumnFields {
     #[serde(default)]

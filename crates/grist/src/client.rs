@@ -131,8 +131,14 @@ impl GristClient {
             let response = self.check(response, &doc, Some("-"), &what).await?;
             let mut hasher = blake3::Hasher::new();
             let mut body = response.bytes_stream();
+            let mut read = 0u64;
             while let Some(chunk) = body.next().await {
-                hasher.update(&chunk.map_err(|e| self.transport_error(e, &what))?);
+                let chunk = chunk.map_err(|e| self.transport_error(e, &what))?;
+                read += chunk.len() as u64;
+                hasher.update(&chunk);
+            }
+            if let Some(log) = &self.log {
+                log.counted(read);
             }
             Ok(hasher.finalize())
         })
@@ -252,6 +258,9 @@ impl GristClient {
                     known,
                 }
             }
+            StatusCode::INTERNAL_SERVER_ERROR if detail == "Cannot read hash" => {
+                GristError::UnknownState { doc: doc.into() }
+            }
             s if s.is_server_error()
                 || s == StatusCode::TOO_MANY_REQUESTS
                 || detail.contains("SQLITE_BUSY") =>
@@ -282,7 +291,7 @@ impl GristClient {
         Some(list.tables.into_iter().map(|t| t.id).collect())
     }
 
-    async fn get_json<T: DeserializeOwned>(
+    pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
         url: &str,
         doc: &str,
@@ -307,7 +316,11 @@ impl GristClient {
             })?;
             if let Some(log) = &self.log {
                 log.opened();
-                log.finished(self.request_of(url), blake3::hash(&bytes));
+                log.finished(
+                    self.request_of(url),
+                    blake3::hash(&bytes),
+                    bytes.len() as u64,
+                );
             }
             Ok(parsed)
         })

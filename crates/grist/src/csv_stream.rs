@@ -72,9 +72,11 @@ impl CsvStream {
         tokio::spawn(async move {
             let mut body = response.bytes_stream();
             let mut hasher = log.as_ref().map(|_| blake3::Hasher::new());
+            let mut read = 0u64;
             while let Some(chunk) = body.next().await {
                 if let (Some(h), Ok(bytes)) = (hasher.as_mut(), &chunk) {
                     h.update(bytes);
+                    read += bytes.len() as u64;
                 }
                 let item = chunk.map_err(|e| {
                     let kind = if e.is_timeout() {
@@ -93,7 +95,7 @@ impl CsvStream {
                 }
             }
             if let (Some((log, request)), Some(h)) = (log, hasher) {
-                log.finished(&request, h.finalize());
+                log.finished(&request, h.finalize(), read);
             }
         });
 

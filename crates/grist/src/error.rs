@@ -5,6 +5,7 @@
 //! | --- | --- |
 //! | 5xx (`SQLITE_BUSY` included), a timeout, a connection error | transient: retried by the client, the one layer of retries |
 //! | 401 invalid key, 403 no access, 404 unknown doc or table, other 4xx, an unexpected answer | fatal: no row of a snapshot is at fault |
+//! | 500 `Cannot read hash` from `/compare` | not retried: the extract reads the doc in full |
 
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ pub enum GristError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("doc `{doc}` no longer knows the state the last run read (its history is bounded)")]
+    UnknownState { doc: String },
     #[error("unexpected answer from Grist for {what}: {detail}")]
     Protocol { what: String, detail: String },
 }

@@ -2,6 +2,7 @@
 //!
 //! * [`client`]: the HTTP client (auth, timeouts, retries, errors a user can act on);
 //! * [`api`]: the shapes of Grist's answers (tables, columns, records);
+//! * [`changes`]: the change feed (`/states`, `/compare`, records by id);
 //! * [`csv_stream`]: a CSV download parsed as a stream of records;
 //! * [`cells`]: one typing of Grist cells for every column type and endpoint, and which
 //!   endpoint a table is read through;
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod cells;
+pub mod changes;
 pub mod client;
 pub mod csv_stream;
 pub mod error;

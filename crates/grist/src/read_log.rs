@@ -35,6 +35,9 @@ struct LogState {
     open: usize,
     /// The same request answered differently within the run.
     inconsistent: bool,
+    /// Requests answered, and the bytes of their answers (what the run cost the server).
+    requests: u64,
+    bytes: u64,
 }
 
 /// The memo's shape (JSON).
@@ -52,15 +55,30 @@ impl ReadLog {
         self.state.lock().expect("read log").open += 1;
     }
 
-    pub(crate) fn finished(&self, request: &str, digest: blake3::Hash) {
+    pub(crate) fn finished(&self, request: &str, digest: blake3::Hash, bytes: u64) {
         let mut state = self.state.lock().expect("read log");
         state.open = state.open.saturating_sub(1);
+        state.requests += 1;
+        state.bytes += bytes;
         let hex = digest.to_hex().to_string();
         if let Some(previous) = state.answers.insert(request.to_string(), hex.clone()) {
             if previous != hex {
                 state.inconsistent = true;
             }
         }
+    }
+
+    /// A read that is counted but not remembered (a replayed question).
+    pub(crate) fn counted(&self, bytes: u64) {
+        let mut state = self.state.lock().expect("read log");
+        state.requests += 1;
+        state.bytes += bytes;
+    }
+
+    /// Requests answered so far, and the bytes of their answers.
+    pub fn traffic(&self) -> (u64, u64) {
+        let state = self.state.lock().expect("read log");
+        (state.requests, state.bytes)
     }
 
     /// The memo of everything read, or `None` when a read did not finish or the source changed
@@ -129,20 +147,21 @@ mod tests {
         assert_eq!(log.memo(), None, "nothing read, nothing to remember");
 
         log.opened();
-        log.finished("/api/docs/d/tables", blake3::hash(b"a"));
+        log.finished("/api/docs/d/tables", blake3::hash(b"a"), 1);
         log.opened();
         assert_eq!(log.memo(), None, "a read still open (an abandoned stream)");
-        log.finished("/api/docs/d/download/csv?tableId=T", blake3::hash(b"b"));
+        log.finished("/api/docs/d/download/csv?tableId=T", blake3::hash(b"b"), 1);
         let memo = log.memo().expect("every read finished");
         assert!(memo.contains("/api/docs/d/tables") && memo.contains("tableId=T"));
 
         // The same question read again with the same answer changes nothing...
         log.opened();
-        log.finished("/api/docs/d/tables", blake3::hash(b"a"));
+        log.finished("/api/docs/d/tables", blake3::hash(b"a"), 1);
         assert_eq!(log.memo(), Some(memo));
         // ...with another answer, the source changed during the run: no memo.
         log.opened();
-        log.finished("/api/docs/d/tables", blake3::hash(b"changed"));
+        log.finished("/api/docs/d/tables", blake3::hash(b"changed"), 7);
         assert_eq!(log.memo(), None);
+        assert_eq!(log.traffic(), (4, 10));
     }
 }

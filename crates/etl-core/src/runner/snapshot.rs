@@ -1,8 +1,9 @@
 //! An extract's run: its snapshot is diffed batch by batch against the store (written in the
 //! background while the extract reads on), and once it is complete the keys it did not contain
-//! are deleted, within the mass-delete guard.
+//! are deleted, within the mass-delete guard. A table the extract marked `changes_only` keeps
+//! the keys not written, and loses only those the extract deleted by name.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -57,7 +58,12 @@ impl Runner {
             opts.retry,
             ctx.dry_run,
         );
-        let read = extract.extract(ctx, &mut writer).await;
+        // A full refresh reads the source in full: the extract sees no memo.
+        let read = if opts.full_refresh {
+            extract.extract(&ctx.without_memo(), &mut writer).await
+        } else {
+            extract.extract(ctx, &mut writer).await
+        };
         let flushed = writer.flush_all().await;
         report.tables = writer.counts.clone();
         read?;
@@ -94,6 +100,10 @@ pub struct SnapshotWriter {
     /// Digests of the keys seen so far, per table: 16 bytes a key, not the rows.
     seen: BTreeMap<String, HashSet<[u8; 16]>>,
     counts: BTreeMap<String, TableCounts>,
+    /// Tables whose rows this run are changes, not a snapshot.
+    changes_only: BTreeSet<String>,
+    /// Keys named for deletion, per `changes_only` table.
+    deletes: BTreeMap<String, Vec<Key>>,
     duplicates: u64,
     in_flight: FuturesUnordered<tokio::task::JoinHandle<Result<(String, TableCounts), StepError>>>,
 }
@@ -126,6 +136,8 @@ impl SnapshotWriter {
             buffers,
             seen,
             counts,
+            changes_only: BTreeSet::new(),
+            deletes: BTreeMap::new(),
             duplicates: 0,
             in_flight: FuturesUnordered::new(),
         }
@@ -219,82 +231,131 @@ impl SnapshotWriter {
         }
     }
 
-    /// The snapshot is complete: delete what it no longer holds, within the mass-delete guard.
+    /// The snapshot is complete: delete what it no longer holds (for a `changes_only` table,
+    /// the keys named for deletion that it holds and this run did not write), within the
+    /// mass-delete guard.
     async fn finish(&mut self, allow_mass_delete: bool) -> Result<(), StepError> {
         for table in self.step.outputs.clone() {
             let def = self.pipeline.tables[&table].clone();
             let seen = &self.seen[&table];
-            // One pass over the stored keys, counting first, so that the guard decides before
-            // anything is deleted.
-            let in_snapshot = |k: &Key| seen.contains(&k.digest());
-            let (live, gone) = retry(&self.retry, "list stored keys", || {
-                self.store.live_keys_not_in(&def, &in_snapshot)
-            })
-            .await?;
-            let missing = gone.len() as u64;
-            tracing::debug!(
-                table,
-                live,
-                missing,
-                "snapshot compared with the stored keys"
-            );
-            if missing == 0 {
-                continue;
-            }
-            let limit = (self.step.max_delete_fraction * live as f64).floor() as u64;
-            if missing > limit && !allow_mass_delete {
-                return Err(StepError::fatal(format!(
-                    "refusing to delete {missing} of the {live} rows of table `{table}` ({:.0}%, more than the step's max_delete_fraction of {:.0}%): \
-                     check that the source is complete; if the deletion is intended, rerun with --allow-mass-delete",
-                    100.0 * missing as f64 / live as f64,
-                    100.0 * self.step.max_delete_fraction
-                )));
-            }
-            self.counts.get_mut(&table).expect("output table").deleted += missing;
-            if self.dry_run {
-                continue;
-            }
-            for chunk in gone.chunks(self.step.batch_size) {
-                let commit = Commit {
-                    tables: vec![(
-                        table.clone(),
-                        TableDiff {
-                            deletes: chunk.to_vec(),
-                            ..TableDiff::default()
-                        },
-                    )],
-                    ..Commit::default()
-                };
-                retry(&self.retry, "delete vanished rows", || {
-                    self.store.commit(&self.step, clone_commit(&commit))
+            let (live, gone) = if self.changes_only.contains(&table) {
+                let named: Vec<Key> = self
+                    .deletes
+                    .remove(&table)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|k| !seen.contains(&k.digest()))
+                    .collect();
+                if named.is_empty() {
+                    continue;
+                }
+                let stored = retry(&self.retry, "read the keys to delete", || {
+                    self.store.stored(&def, &named)
                 })
                 .await?;
-            }
+                let gone: Vec<Key> = named
+                    .into_iter()
+                    .filter(|k| stored.contains_key(k))
+                    .collect();
+                let live = retry(&self.retry, "count stored rows", || {
+                    self.store.count_live(&def)
+                })
+                .await?;
+                (live, gone)
+            } else {
+                // One pass over the stored keys, counting first, so that the guard decides
+                // before anything is deleted.
+                let in_snapshot = |k: &Key| seen.contains(&k.digest());
+                retry(&self.retry, "list stored keys", || {
+                    self.store.live_keys_not_in(&def, &in_snapshot)
+                })
+                .await?
+            };
+            self.delete(&table, live, gone, allow_mass_delete).await?;
         }
         Ok(())
+    }
+
+    /// Deletes `gone` from `table` (of `live` rows), unless that is more than the step's
+    /// `max_delete_fraction` and the run does not allow it.
+    async fn delete(
+        &mut self,
+        table: &str,
+        live: u64,
+        gone: Vec<Key>,
+        allow_mass_delete: bool,
+    ) -> Result<(), StepError> {
+        let missing = gone.len() as u64;
+        tracing::debug!(table, live, missing, "rows to delete");
+        if missing == 0 {
+            return Ok(());
+        }
+        let limit = (self.step.max_delete_fraction * live as f64).floor() as u64;
+        if missing > limit && !allow_mass_delete {
+            return Err(StepError::fatal(format!(
+                "refusing to delete {missing} of the {live} rows of table `{table}` ({:.0}%, more than the step's max_delete_fraction of {:.0}%): \
+                 check that the source is complete; if the deletion is intended, rerun with --allow-mass-delete",
+                100.0 * missing as f64 / live as f64,
+                100.0 * self.step.max_delete_fraction
+            )));
+        }
+        self.counts.get_mut(table).expect("output table").deleted += missing;
+        if self.dry_run {
+            return Ok(());
+        }
+        for chunk in gone.chunks(self.step.batch_size) {
+            let commit = Commit {
+                tables: vec![(
+                    table.to_string(),
+                    TableDiff {
+                        deletes: chunk.to_vec(),
+                        ..TableDiff::default()
+                    },
+                )],
+                ..Commit::default()
+            };
+            retry(&self.retry, "delete vanished rows", || {
+                self.store.commit(&self.step, clone_commit(&commit))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The definition of an output table, or an error naming the step's outputs.
+    fn output_def(&self, table: &str) -> Result<crate::dag::TableDef, StepError> {
+        self.pipeline
+            .tables
+            .get(table)
+            .filter(|_| self.buffers.contains_key(table))
+            .cloned()
+            .ok_or_else(|| {
+                StepError::fatal(format!(
+                    "step `{}` wrote to table `{table}`, which is not among its outputs ({})",
+                    self.step.name,
+                    self.step.outputs.join(", ")
+                ))
+            })
+    }
+
+    /// The keys of `rows` in `table`.
+    fn keys_of(&self, table: &str, rows: &[Row]) -> Result<Vec<Key>, StepError> {
+        let def = self.output_def(table)?;
+        rows.iter()
+            .map(|row| {
+                row.key(&def.primary_key).map_err(|e| {
+                    StepError::data(format!("a row for table `{table}` has no usable key: {e}"))
+                })
+            })
+            .collect()
     }
 }
 
 #[async_trait]
 impl SnapshotSink for SnapshotWriter {
     async fn write(&mut self, table: &str, rows: Vec<Row>) -> Result<(), StepError> {
-        let Some(def) = self
-            .pipeline
-            .tables
-            .get(table)
-            .filter(|_| self.buffers.contains_key(table))
-        else {
-            return Err(StepError::fatal(format!(
-                "step `{}` wrote to table `{table}`, which is not among its outputs ({})",
-                self.step.name,
-                self.step.outputs.join(", ")
-            )));
-        };
-        let pk = def.primary_key.clone();
-        for row in rows {
-            let key = row.key(&pk).map_err(|e| {
-                StepError::data(format!("a row for table `{table}` has no usable key: {e}"))
-            })?;
+        let keys = self.keys_of(table, &rows)?;
+        for (key, row) in keys.into_iter().zip(rows) {
             if !self
                 .seen
                 .get_mut(table)
@@ -315,5 +376,36 @@ impl SnapshotSink for SnapshotWriter {
             }
         }
         Ok(())
+    }
+
+    fn changes_only(&mut self, table: &str) -> Result<(), StepError> {
+        self.output_def(table)?;
+        self.changes_only.insert(table.to_string());
+        Ok(())
+    }
+
+    async fn delete(&mut self, table: &str, keys: Vec<Row>) -> Result<(), StepError> {
+        if !self.changes_only.contains(table) {
+            return Err(StepError::fatal(format!(
+                "step `{}` deleted rows of table `{table}` by key without marking it changes_only (a bug of the step)",
+                self.step.name
+            )));
+        }
+        let keys = self.keys_of(table, &keys)?;
+        self.deletes
+            .entry(table.to_string())
+            .or_default()
+            .extend(keys);
+        Ok(())
+    }
+
+    async fn stored_keys(&mut self, table: &str, keys: &[Row]) -> Result<Vec<bool>, StepError> {
+        let def = self.output_def(table)?;
+        let keys = self.keys_of(table, keys)?;
+        let stored = retry(&self.retry, "read stored keys", || {
+            self.store.stored(&def, &keys)
+        })
+        .await?;
+        Ok(keys.iter().map(|k| stored.contains_key(k)).collect())
     }
 }

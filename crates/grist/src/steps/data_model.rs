@@ -291,6 +291,10 @@ impl GristRead for DataModelExtract {
         &self.client
     }
 
+    fn docs(&self) -> Vec<String> {
+        vec![self.doc.clone()]
+    }
+
     fn outputs(&self) -> Vec<OutputRole> {
         output_roles()
     }
@@ -305,14 +309,14 @@ impl GristRead for DataModelExtract {
         client: &GristClient,
         ctx: &StepContext,
         out: &mut dyn SnapshotSink,
-    ) -> Result<(), StepError> {
+    ) -> Result<serde_json::Value, StepError> {
         // Read everything first: a failure on any table writes nothing and deletes nothing.
         let mut tables = read(client, &self.doc, self.embed_top_n_default).await?;
         for (i, dm) in DM_TABLES.iter().enumerate() {
             let rows = tables.remove(dm.grist_table).unwrap_or_default();
             out.write(ctx.output(i)?, rows).await?;
         }
-        Ok(())
+        Ok(serde_json::Value::Null)
     }
 }
 

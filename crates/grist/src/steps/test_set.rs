@@ -30,6 +30,10 @@ impl GristRead for TestSetExtract {
         &self.client
     }
 
+    fn docs(&self) -> Vec<String> {
+        vec![self.doc.clone()]
+    }
+
     fn outputs(&self) -> Vec<OutputRole> {
         vec![OutputRole {
             name: "questions",
@@ -48,7 +52,7 @@ impl GristRead for TestSetExtract {
         client: &GristClient,
         ctx: &StepContext,
         out: &mut dyn SnapshotSink,
-    ) -> Result<(), StepError> {
+    ) -> Result<serde_json::Value, StepError> {
         let columns = client.columns(&self.doc, &self.table).await?;
         let mut csv = client.csv(&self.doc, &self.table).await?;
         let headers = csv.column_ids(&columns).await?;
@@ -84,6 +88,6 @@ impl GristRead for TestSetExtract {
             }
             out.write(ctx.output(0)?, rows).await?;
         }
-        Ok(())
+        Ok(serde_json::Value::Null)
     }
 }

@@ -54,11 +54,7 @@ impl AnchorTable {
         let mut seen: HashSet<String> = HashSet::with_capacity(records.len());
         let mut is_node = Vec::with_capacity(records.len());
         for r in &records {
-            let node_id = match r.fields.get(&id_column) {
-                Some(J::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-                Some(J::Number(n)) => n.to_string(),
-                _ => format!("{noun}:{}", r.id),
-            };
+            let node_id = node_id_of(r, noun, &id_column);
             is_node.push(seen.insert(node_id.clone()));
             node_of_row.insert(r.id, node_id);
         }
@@ -79,6 +75,15 @@ impl AnchorTable {
             is_node,
             node_of_row,
         })
+    }
+}
+
+/// A row's node id: its `<noun>_id` (`id_column`), or `<noun>:<row id>` when blank.
+pub fn node_id_of(r: &Record, noun: &str, id_column: &str) -> String {
+    match r.fields.get(id_column) {
+        Some(J::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(J::Number(n)) => n.to_string(),
+        _ => format!("{noun}:{}", r.id),
     }
 }
 

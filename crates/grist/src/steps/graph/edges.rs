@@ -45,6 +45,17 @@ pub struct EdgeWriter<'a> {
     table: &'a str,
     buffer: Vec<Row>,
     pub dropped: u64,
+    /// Hashes of the edge keys given so far: whether any key came from two sources.
+    keys: HashSet<u64>,
+    pub unique: bool,
+}
+
+/// A short hash of an edge key (a collision only makes `unique` false, the safe side).
+fn key_hash(from: &str, to: &str, from_type: &str, to_type: &str, label: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (from, to, from_type, to_type, label).hash(&mut h);
+    h.finish()
 }
 
 impl<'a> EdgeWriter<'a> {
@@ -54,6 +65,8 @@ impl<'a> EdgeWriter<'a> {
             table,
             buffer: Vec::new(),
             dropped: 0,
+            keys: HashSet::new(),
+            unique: true,
         }
     }
 
@@ -62,6 +75,12 @@ impl<'a> EdgeWriter<'a> {
         if !known(e.from_type, e.from) || !known(e.to_type, e.to) {
             self.dropped += 1;
             return Ok(());
+        }
+        let forward = key_hash(e.from, e.to, e.from_type, e.to_type, e.label);
+        let reverse = key_hash(e.to, e.from, e.to_type, e.from_type, e.label);
+        self.unique &= self.keys.insert(forward);
+        if !e.directed && reverse != forward {
+            self.unique &= self.keys.insert(reverse);
         }
         self.buffer.push(edge_row(
             e.from,
@@ -198,11 +217,65 @@ pub async fn from_reference_columns(
 }
 
 /// One row of a link table, typed.
-struct LinkRow {
-    from: String,
-    to: String,
-    label: Option<String>,
-    attributes: Map<String, J>,
+pub struct LinkRow {
+    pub from: String,
+    pub to: String,
+    pub label: Option<String>,
+    pub attributes: Map<String, J>,
+}
+
+/// What a complete read learned of a link table (see `super::facts`).
+pub struct LinkFacts {
+    pub columns: Vec<Column>,
+    /// Every column read is exact in CSV and the endpoints are Text: a row read through
+    /// `/records` types as the CSV read does.
+    pub plain: bool,
+    pub rows: u64,
+}
+
+/// The columns a link row is read from.
+pub struct ReadColumns<'c> {
+    pub from: &'c Column,
+    pub to: &'c Column,
+    pub label: Option<&'c Column>,
+    pub attributes: Vec<&'c Column>,
+}
+
+impl ReadColumns<'_> {
+    /// A `/records` row of a link table, typed.
+    pub fn row(
+        &self,
+        r: &crate::Record,
+        anchors: &HashMap<String, AnchorTable>,
+        displays: &Displays,
+    ) -> LinkRow {
+        let endpoint = |c: &Column| {
+            let cell = r.fields.get(&c.id).unwrap_or(&J::Null);
+            endpoint_of(cell, c, anchors)
+        };
+        LinkRow {
+            from: endpoint(self.from),
+            to: endpoint(self.to),
+            label: self.label.and_then(|c| label_of(r.fields.get(&c.id))),
+            attributes: typed_attributes(r, &self.attributes, displays),
+        }
+    }
+}
+
+/// The node id an endpoint cell names ("" when none).
+pub fn endpoint_of(cell: &J, column: &Column, anchors: &HashMap<String, AnchorTable>) -> String {
+    referenced_nodes(cell, column, anchors)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+/// An `edge_label` cell's label (a blank one means the link's sentence).
+pub fn label_of(cell: Option<&J>) -> Option<String> {
+    match cell {
+        Some(J::String(s)) => Some(s.trim().to_string()),
+        _ => None,
+    }
 }
 
 /// What a link table's rows are read with.
@@ -215,6 +288,30 @@ pub struct LinkTable<'a> {
 }
 
 impl LinkTable<'_> {
+    /// The columns of the table the edges are read from: the endpoints, the label, the link's
+    /// attributes. A table without endpoint columns is an error naming it.
+    pub fn columns_read<'c>(&self, columns: &'c [Column]) -> Result<ReadColumns<'c>, StepError> {
+        let find = |id: &str| columns.iter().find(|c| c.id == id && !c.is_internal());
+        let (Some(from), Some(to)) = (find("from_node_id"), find("to_node_id")) else {
+            return Err(StepError::fatal(format!(
+                "table `{}` of the Data doc has no from_node_id/to_node_id columns: a Link_ table lists edges by node id",
+                self.table
+            )));
+        };
+        let attributes = self
+            .attributes
+            .iter()
+            .filter_map(|a| find(a))
+            .filter(|c| !matches!(c.id.as_str(), "from_node_id" | "to_node_id"))
+            .collect();
+        Ok(ReadColumns {
+            from,
+            to,
+            label: find("edge_label"),
+            attributes,
+        })
+    }
+
     /// Reads the table and adds its edges, rows by row id. The table goes through the CSV
     /// download when every column read is exact there, and through `/records` otherwise
     /// (formulas, references, dates, numbers with a format: see `grist::cells`).
@@ -225,29 +322,20 @@ impl LinkTable<'_> {
         displays: &mut Displays,
         edges: &mut EdgeWriter<'_>,
         out: &mut dyn SnapshotSink,
-    ) -> Result<(), StepError> {
+    ) -> Result<LinkFacts, StepError> {
         let columns = client.columns(self.doc, self.table).await?;
-        let find = |id: &str| columns.iter().find(|c| c.id == id && !c.is_internal());
-        let (Some(from_col), Some(to_col)) = (find("from_node_id"), find("to_node_id")) else {
-            return Err(StepError::fatal(format!(
-                "table `{}` of the Data doc has no from_node_id/to_node_id columns: a Link_ table lists edges by node id",
-                self.table
-            )));
-        };
-        let label_col = find("edge_label");
-        let attribute_cols: Vec<&Column> = self
-            .attributes
-            .iter()
-            .filter_map(|a| find(a))
-            .filter(|c| !matches!(c.id.as_str(), "from_node_id" | "to_node_id"))
-            .collect();
+        let mut count = 0u64;
+        let cols = self.columns_read(&columns)?;
+        let (from_col, to_col, label_col) = (cols.from, cols.to, cols.label);
+        let attribute_cols = cols.attributes.clone();
         let read: Vec<&Column> = [from_col, to_col]
             .into_iter()
             .chain(label_col)
             .chain(attribute_cols.iter().copied())
             .collect();
         let mut rows = Vec::with_capacity(BATCH);
-        match ReadPath::for_columns(read.iter().copied()) {
+        let path = ReadPath::for_columns(read.iter().copied());
+        match path {
             ReadPath::Csv => {
                 let mut csv = client.csv(self.doc, self.table).await?;
                 let headers = csv.column_ids(&columns).await?;
@@ -257,6 +345,7 @@ impl LinkTable<'_> {
                 let attrs: Vec<(&Column, Option<usize>)> =
                     attribute_cols.iter().map(|c| (*c, at(c))).collect();
                 while let Some(batch) = csv.next_batch().await? {
+                    count += batch.len() as u64;
                     for record in batch {
                         let cell = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or("");
                         let mut attributes = Map::new();
@@ -280,25 +369,9 @@ impl LinkTable<'_> {
                 displays.load(client, self.doc, anchors, &columns).await?;
                 let mut records = client.records(self.doc, self.table).await?;
                 records.sort_by_key(|r| r.id);
-                let endpoint = |r: &crate::Record, c: &Column| {
-                    let cell = r.fields.get(&c.id).unwrap_or(&J::Null);
-                    referenced_nodes(cell, c, anchors)
-                        .into_iter()
-                        .next()
-                        .unwrap_or_default()
-                };
+                count = records.len() as u64;
                 for r in &records {
-                    let attributes = typed_attributes(r, &attribute_cols, displays);
-                    let label = label_col.and_then(|c| match r.fields.get(&c.id) {
-                        Some(J::String(s)) => Some(s.trim().to_string()),
-                        _ => None,
-                    });
-                    rows.push(LinkRow {
-                        from: endpoint(r, from_col),
-                        to: endpoint(r, to_col),
-                        label,
-                        attributes,
-                    });
+                    rows.push(cols.row(r, anchors, displays));
                     if rows.len() >= BATCH {
                         self.add_rows(std::mem::take(&mut rows), edges, out).await?;
                     }
@@ -306,12 +379,17 @@ impl LinkTable<'_> {
                 self.add_rows(rows, edges, out).await?;
             }
         }
-        Ok(())
+        let text = |c: &Column| c.column_type() == ColumnType::Text;
+        Ok(LinkFacts {
+            plain: path == ReadPath::Csv && text(from_col) && text(to_col),
+            rows: count,
+            columns,
+        })
     }
 
     /// Adds link rows as edges, in order. A row whose `from_node_id` is a node of anchor2 (and
     /// not of anchor1) is written the other way round: its node types are swapped.
-    async fn add_rows(
+    pub async fn add_rows(
         &self,
         rows: Vec<LinkRow>,
         edges: &mut EdgeWriter<'_>,

@@ -19,12 +19,16 @@
 //! | [`model`] | the data model as the graph reads it |
 //! | [`anchors`] | anchor tables, node ids per row, display values of references |
 //! | [`edges`] | edges from link tables and reference columns, the merge rule |
+//! | [`facts`] | what a complete read remembers for the next run |
+//! | [`changes`] | a run that reads only the rows the Data doc's changes name |
 
 mod anchors;
+mod changes;
 mod edges;
+mod facts;
 mod model;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use serde_json::Value as J;
@@ -36,9 +40,11 @@ use etl_core::{Row, StepContext, StepError};
 
 use self::anchors::{AnchorTable, Displays};
 use self::edges::{EdgeWriter, LinkTable, NodeIds, BATCH};
+use self::facts::{GraphFacts, TableFacts};
 use self::model::{Link, Model};
 use super::connection::GristRead;
 use super::data_model;
+use super::feed::Changes;
 
 pub struct GraphExtract {
     pub client: GristClient,
@@ -76,6 +82,20 @@ fn classify(model: &Model, tables: &[String], ctx: &StepContext) -> GraphTables 
     out
 }
 
+/// The columns of an anchor table that give its nodes' attributes.
+fn attribute_columns<'c>(model: &Model, noun: &str, columns: &'c [Column]) -> Vec<&'c Column> {
+    let id_column = format!("{noun}_id");
+    model
+        .anchor_attributes
+        .get(noun)
+        .into_iter()
+        .flatten()
+        .filter(|name| **name != id_column)
+        .filter_map(|name| columns.iter().find(|c| c.id == *name))
+        .filter(|c| !c.is_internal())
+        .collect()
+}
+
 /// Writes the nodes of one anchor table, and records their ids.
 async fn write_nodes(
     table: &str,
@@ -85,16 +105,7 @@ async fn write_nodes(
     nodes: &mut NodeIds,
     out: &mut dyn SnapshotSink,
 ) -> Result<(), StepError> {
-    let id_column = format!("{}_id", a.noun);
-    let wanted: Vec<&Column> = model
-        .anchor_attributes
-        .get(&a.noun)
-        .into_iter()
-        .flatten()
-        .filter(|name| **name != id_column)
-        .filter_map(|name| a.column(name))
-        .filter(|c| !c.is_internal())
-        .collect();
+    let wanted = attribute_columns(model, &a.noun, &a.columns);
     let set = nodes.entry(a.noun.clone()).or_default();
     let mut batch = Vec::new();
     for r in a.nodes() {
@@ -118,6 +129,10 @@ async fn write_nodes(
 impl GristRead for GraphExtract {
     fn client(&self) -> &GristClient {
         &self.client
+    }
+
+    fn docs(&self) -> Vec<String> {
+        vec![self.data_model_doc.clone(), self.data_doc.clone()]
     }
 
     fn outputs(&self) -> Vec<OutputRole> {
@@ -146,7 +161,7 @@ impl GristRead for GraphExtract {
         client: &GristClient,
         ctx: &StepContext,
         out: &mut dyn SnapshotSink,
-    ) -> Result<(), StepError> {
+    ) -> Result<J, StepError> {
         let model = Model::from_rows(&data_model::read(client, &self.data_model_doc, None).await?);
         let tables = client.tables(&self.data_doc).await?;
         let GraphTables {
@@ -182,8 +197,15 @@ impl GristRead for GraphExtract {
         // Edges: link tables first, then reference columns (the merge rule, see `edges`).
         let mut edges = EdgeWriter::new(&nodes, ctx.output(1)?);
         let no_attributes = Vec::new();
+        let mut tables_read = BTreeMap::new();
+        for t in &tables {
+            tables_read.insert(t.clone(), TableFacts::Other);
+        }
+        for a in anchors.values() {
+            tables_read.insert(a.table.clone(), TableFacts::of_anchor(a));
+        }
         for (link, table) in &link_tables {
-            LinkTable {
+            let read = LinkTable {
                 doc: &self.data_doc,
                 table,
                 link,
@@ -194,6 +216,7 @@ impl GristRead for GraphExtract {
             }
             .add_edges(client, &anchors, &mut displays, &mut edges, out)
             .await?;
+            tables_read.insert(table.clone(), TableFacts::of_link(read));
         }
         for link in &model.links {
             edges::from_reference_columns(link, &anchors, &mut edges, out).await?;
@@ -207,6 +230,26 @@ impl GristRead for GraphExtract {
             ctx.counters
                 .add("edges_dropped_missing_node", edges.dropped);
         }
-        Ok(())
+        Ok(GraphFacts {
+            v: 0,
+            model,
+            tables: tables_read,
+            edges_unique: edges.unique,
+        }
+        .to_json())
+    }
+
+    async fn read_changes(
+        &self,
+        client: &GristClient,
+        ctx: &StepContext,
+        changes: &Changes,
+        facts: &J,
+        out: &mut dyn SnapshotSink,
+    ) -> Result<Option<J>, StepError> {
+        let Some(facts) = GraphFacts::parse(facts) else {
+            return Ok(None);
+        };
+        changes::read_changes(self, client, ctx, changes, facts, out).await
     }
 }

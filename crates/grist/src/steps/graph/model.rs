@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use etl_core::{Row, Value};
 
 /// A link of the data model.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Link {
     pub anchor1: String,
     pub anchor2: String,
@@ -17,7 +17,7 @@ pub struct Link {
 }
 
 /// The data model, as the graph reads it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Model {
     pub anchors: Vec<String>,
     pub anchor_attributes: HashMap<String, Vec<String>>,
