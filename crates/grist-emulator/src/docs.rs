@@ -279,14 +279,15 @@ impl Docs {
         })
     }
 
-    /// Deletes one record.
+    /// Deletes one record (references to it are cleared, as in Grist).
     pub fn delete_record(
         &self,
         doc_id: &str,
         table_id: &str,
         id: i64,
     ) -> Result<(), EmulatorError> {
-        self.with_table_mut(doc_id, table_id, |table| {
+        self.with_doc_mut(doc_id, |doc| {
+            let table = doc.table_mut_or_err(table_id)?;
             let before = table.records.len();
             table.records.retain(|r| r.id != id);
             if table.records.len() == before {
@@ -295,6 +296,7 @@ impl Docs {
                     id,
                 });
             }
+            crate::seed::clear_references(doc, table_id, &[id]);
             Ok(())
         })
     }

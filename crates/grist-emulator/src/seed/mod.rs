@@ -26,5 +26,6 @@ pub use apply::apply_actions;
 pub use columns::{add_columns, remove_column, update_columns};
 pub use display::set_display_formula;
 pub use idents::{new_doc_id, sanitize_ident};
+pub(crate) use records::clear_references;
 pub use records::{add_records, delete_records, update_records};
 pub use tables::add_tables;

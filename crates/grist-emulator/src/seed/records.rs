@@ -88,7 +88,7 @@ pub(super) fn remove_one(table: &mut Table, id: i64) -> Result<(), EmulatorError
 
 /// What Grist does to references when rows go: a `Ref:<table>` cell naming a removed row
 /// becomes 0, and a `RefList:<table>` cell loses it (an empty list becomes null).
-pub(super) fn clear_references(doc: &mut Doc, table_id: &str, removed: &[i64]) {
+pub(crate) fn clear_references(doc: &mut Doc, table_id: &str, removed: &[i64]) {
     if removed.is_empty() {
         return;
     }

@@ -268,7 +268,7 @@ pub async fn read_changes(
         Some(DocChange::Unchanged) => {
             out.changes_only(nodes_table)?;
             out.changes_only(edges_table)?;
-            return Ok(Some(facts.to_json()));
+            return Ok(Some(facts.into_json()));
         }
         _ => return give_up("the Data doc's changes are not known".into()),
     };
@@ -452,5 +452,5 @@ pub async fn read_changes(
             *rows = (*rows + added).saturating_sub(removed);
         }
     }
-    Ok(Some(facts.to_json()))
+    Ok(Some(facts.into_json()))
 }

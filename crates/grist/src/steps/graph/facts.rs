@@ -71,7 +71,7 @@ impl GraphFacts {
             .filter(|f| f.v == FACTS_VERSION)
     }
 
-    pub fn to_json(mut self) -> J {
+    pub fn into_json(mut self) -> J {
         self.v = FACTS_VERSION;
         serde_json::to_value(self).expect("facts are plain JSON")
     }

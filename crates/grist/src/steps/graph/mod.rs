@@ -236,7 +236,7 @@ impl GristRead for GraphExtract {
             tables: tables_read,
             edges_unique: edges.unique,
         }
-        .to_json())
+        .into_json())
     }
 
     async fn read_changes(

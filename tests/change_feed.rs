@@ -1,0 +1,425 @@
+//! Grist as a change feed, checked against the one rule that matters: after any sequence of
+//! edits, a run that read only what changed leaves every table exactly as a fresh database's
+//! complete run on the same docs does.
+//!
+//! Random sequences (seeded, so a failure can be replayed) of the edits users make: cells
+//! updated, rows added and removed, node ids changed, formula cells that follow another cell,
+//! columns renamed, the data model and the test set edited, and the server's history cut short.
+//! Also: a no-op asks one question per doc and nothing else.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use grist_emulator::Column;
+use serde_json::{json, Value};
+use support::{Run, Setup};
+
+/// The steps the change feed feeds, and the normalizing steps after them.
+const STEPS: [&str; 5] = [
+    "grist_data_model",
+    "grist_graph",
+    "grist_test_set",
+    "nodes",
+    "edges",
+];
+
+fn step_args(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut args = vec!["run"];
+    for s in STEPS {
+        args.extend(["--step", s]);
+    }
+    args.extend(extra);
+    args
+}
+
+/// Every row of every data table, as canonical JSON, per table.
+async fn tables(db: &etl_testkit::postgres::TestDb) -> BTreeMap<String, Vec<String>> {
+    let mut c = db.connect().await;
+    let names: Vec<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let mut out = BTreeMap::new();
+    for (name,) in names {
+        let rows: Vec<(Value,)> = sqlx::query_as(&format!(
+            "SELECT to_jsonb(t) FROM public.\"{}\" AS t",
+            name.replace('"', "\"\"")
+        ))
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        let mut rows: Vec<String> = rows.iter().map(|(v,)| support::canonical(v)).collect();
+        rows.sort();
+        out.insert(name, rows);
+    }
+    out
+}
+
+/// A complete run of the same steps on a database of its own.
+async fn fresh_tables(s: &Setup) -> BTreeMap<String, Vec<String>> {
+    let db = etl_testkit::postgres::TestDb::new().await;
+    let args = step_args(&[]);
+    let r = s.etl(&args, &[("DB_CONN_URI", db.url.as_str())]).await;
+    assert_eq!(r.code, Some(0), "fresh run: {r}");
+    tables(&db).await
+}
+
+/// A small deterministic generator (xorshift), so that a seed replays a sequence.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const DATA: &str = "demo-data";
+
+fn ids(s: &Setup, table: &str) -> Vec<i64> {
+    s.docs()
+        .records(DATA, table)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+fn pick(rng: &mut Rng, v: &[i64]) -> Option<i64> {
+    (!v.is_empty()).then(|| v[rng.below(v.len())])
+}
+
+fn some_interest(rng: &mut Rng, s: &Setup) -> String {
+    match rng.below(8) {
+        0 => "interest:nobody".to_string(), // an edge to no node: dropped
+        _ => {
+            let id = pick(rng, &ids(s, "Anchor_interest")).unwrap_or(1);
+            let rec = s
+                .docs()
+                .records(DATA, "Anchor_interest")
+                .unwrap()
+                .into_iter()
+                .find(|r| r.id == id)
+                .unwrap();
+            rec.fields["interest_id"].as_str().unwrap_or("").to_string()
+        }
+    }
+}
+
+/// Makes one random edit; returns what it was.
+async fn edit(rng: &mut Rng, s: &Setup, step: usize) -> String {
+    let docs = s.docs();
+    match rng.below(20) {
+        0..=3 => {
+            let id = pick(rng, &ids(s, "Anchor_interest")).unwrap();
+            docs.update_record(
+                DATA,
+                "Anchor_interest",
+                id,
+                json!({"interest_name": format!("interest renamed {step}")}),
+            )
+            .unwrap();
+            format!("interest {id} renamed")
+        }
+        4 => {
+            let id = pick(rng, &ids(s, "Anchor_person")).unwrap();
+            docs.update_record(
+                DATA,
+                "Anchor_person",
+                id,
+                json!({"person_name": format!("person renamed {step}")}),
+            )
+            .unwrap();
+            format!("person {id} renamed (its alias formula follows)")
+        }
+        5..=8 => {
+            let id = pick(rng, &ids(s, "Link_person_likes_interest")).unwrap();
+            let to = some_interest(rng, s);
+            docs.update_record(
+                DATA,
+                "Link_person_likes_interest",
+                id,
+                json!({"to_node_id": to, "since": 2000 + step as i64}),
+            )
+            .unwrap();
+            format!("link {id} now to {to}")
+        }
+        9..=12 => {
+            let links = docs.records(DATA, "Link_person_likes_interest").unwrap();
+            if rng.below(3) == 0 && !links.is_empty() {
+                // A copy of another row: one edge from two rows (the first by row id wins).
+                let copy = &links[rng.below(links.len())];
+                let mut fields = serde_json::Map::new();
+                for c in ["from_node_id", "to_node_id", "edge_label"] {
+                    fields.insert(c.into(), copy.fields[c].clone());
+                }
+                fields.insert("since".into(), json!(1900 + step as i64));
+                let id = docs
+                    .add_record(DATA, "Link_person_likes_interest", Value::Object(fields))
+                    .unwrap();
+                return format!("link {id} added, a copy of link {}", copy.id);
+            }
+            let person = pick(rng, &ids(s, "Anchor_person")).unwrap();
+            let to = some_interest(rng, s);
+            let id = docs
+                .add_record(DATA, "Link_person_likes_interest", json!({"from_node_id": format!("person:{person}"), "to_node_id": to, "edge_label": "PERSON_likes_INTEREST", "since": 1990}))
+                .unwrap();
+            format!("link {id} added (person:{person} to {to}, maybe a duplicate)")
+        }
+        13 | 14 => {
+            let all = ids(s, "Link_person_likes_interest");
+            let n = 1 + rng.below(3);
+            let mut gone = Vec::new();
+            for _ in 0..n {
+                if let Some(id) = pick(rng, &all).filter(|id| !gone.contains(id)) {
+                    docs.delete_record(DATA, "Link_person_likes_interest", id)
+                        .unwrap();
+                    gone.push(id);
+                }
+            }
+            format!("links {gone:?} removed")
+        }
+        15 => {
+            let id = docs
+                .add_record(DATA, "Anchor_interest", json!({"interest_id": format!("interest:new{step}"), "interest_name": "brand new"}))
+                .unwrap();
+            format!("interest {id} added")
+        }
+        16 => {
+            let id = pick(rng, &ids(s, "Anchor_interest")).unwrap();
+            if rng.below(2) == 0 {
+                docs.delete_record(DATA, "Anchor_interest", id).unwrap();
+                format!("interest {id} removed")
+            } else {
+                docs.update_record(
+                    DATA,
+                    "Anchor_interest",
+                    id,
+                    json!({"interest_id": format!("interest:moved{step}")}),
+                )
+                .unwrap();
+                format!("interest {id} got a new node id")
+            }
+        }
+        17 => {
+            let cols = docs.table(DATA, "Anchor_interest").unwrap().columns;
+            let (from, to) = if cols.iter().any(|c| c.id == "interest_name") {
+                ("interest_name", "interest_title")
+            } else {
+                ("interest_title", "interest_name")
+            };
+            let url = format!(
+                "{}/api/docs/{DATA}/tables/Anchor_interest/columns",
+                s.grist.url()
+            );
+            let status = reqwest::Client::new()
+                .patch(url)
+                .json(&json!({"columns": [{"id": from, "fields": {"colId": to}}]}))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert!(status.is_success());
+            format!("column {from} renamed {to}")
+        }
+        18 => {
+            docs.truncate_history(DATA);
+            let id = pick(rng, &ids(s, "Anchor_interest")).unwrap();
+            docs.update_record(
+                DATA,
+                "Anchor_interest",
+                id,
+                json!({"interest_name": format!("after the cut {step}")}),
+            )
+            .unwrap();
+            format!("history cut, then interest {id} renamed")
+        }
+        _ => {
+            let gds = docs.records("demo-test-set", "Gds").unwrap();
+            let id = gds[rng.below(gds.len())].id;
+            docs.update_record(
+                "demo-test-set",
+                "Gds",
+                id,
+                json!({"gds_answer": format!("answer {step}")}),
+            )
+            .unwrap();
+            let links = docs.records("demo-data-model", "Links").unwrap();
+            let directed = links[0].fields["has_direction"].as_bool().unwrap_or(false);
+            docs.update_record(
+                "demo-data-model",
+                "Links",
+                links[0].id,
+                json!({"has_direction": !directed}),
+            )
+            .unwrap();
+            "the test set and the data model edited".to_string()
+        }
+    }
+}
+
+/// The demo, with a formula attribute on persons (`alias` = `$person_name`).
+async fn demo_with_a_formula() -> Setup {
+    let s = Setup::demo().await;
+    let docs = s.docs();
+    let mut cols = docs.table(DATA, "Anchor_person").unwrap().columns;
+    cols.push(
+        Column::new("alias", "Any")
+            .with("isFormula", json!(true))
+            .with("formula", json!("$person_name"))
+            .with("colRef", json!(901)),
+    );
+    docs.replace_columns(DATA, "Anchor_person", cols).unwrap();
+    docs.add_record(
+        "demo-data-model",
+        "Anchor_attributes",
+        json!({"attribute_name": "alias", "anchor": 1, "embeddable": false}),
+    )
+    .unwrap();
+    s
+}
+
+fn summary_counter(r: &Run, name: &str) -> u64 {
+    r.stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_any_edits_a_run_of_the_changes_equals_a_complete_run() {
+    let mut changes_only = 0;
+    for seed in [0x9e37_79b9_7f4a_7c15u64, 0x2545_f491_4f6c_dd1d] {
+        let s = demo_with_a_formula().await;
+        let args = step_args(&["--allow-mass-delete"]);
+        let r = s.etl(&args, &[]).await;
+        assert_eq!(r.code, Some(0), "{r}");
+        let mut rng = Rng(seed);
+        let mut done = Vec::new();
+        for step in 0..12 {
+            for _ in 0..1 + rng.below(4) / 3 {
+                done.push(edit(&mut rng, &s, step).await);
+            }
+            let r = s.etl(&args, &[]).await;
+            assert_eq!(r.code, Some(0), "seed {seed:#x}, after {done:#?}: {r}");
+            changes_only += summary_counter(&r, "read_changes_only");
+            let got = tables(&s.db).await;
+            let want = fresh_tables(&s).await;
+            for (table, rows) in &want {
+                assert_eq!(
+                    got.get(table),
+                    Some(rows),
+                    "seed {seed:#x}: table {table} differs from a complete run's after {done:#?}\n{r}"
+                );
+            }
+        }
+    }
+    assert!(
+        changes_only > 10,
+        "the runs should mostly read only the changes, but only {changes_only} did"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_op_asks_one_question_per_doc_and_an_edit_reads_only_its_rows() {
+    let s = Setup::demo().await;
+    let args = step_args(&[]);
+    assert_eq!(s.etl(&args, &[]).await.code, Some(0));
+
+    s.docs().reset_requests();
+    let r = s.etl(&args, &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    let paths: Vec<String> = s.docs().requests().iter().map(|q| q.path.clone()).collect();
+    // The graph reads two docs, the other extracts one each.
+    assert_eq!(paths.len(), 4, "{paths:#?}");
+    assert!(paths.iter().all(|p| p.ends_with("/states")), "{paths:#?}");
+    assert_eq!(r.stdout.matches("source_unchanged: 1").count(), 3, "{r}");
+
+    // One interest renamed: the graph compares, then reads that one row.
+    s.docs()
+        .update_record(
+            DATA,
+            "Anchor_interest",
+            2,
+            json!({"interest_name": "otters, mostly"}),
+        )
+        .unwrap();
+    s.docs().reset_requests();
+    let r = s.etl(&args, &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(r.written("grist_nodes"), (0, 1, 0), "{r}");
+    assert_eq!(summary_counter(&r, "read_changes_only"), 1, "{r}");
+    assert_eq!(summary_counter(&r, "rows_read_by_id"), 1, "{r}");
+    let reads: Vec<String> = s
+        .docs()
+        .requests()
+        .iter()
+        .map(|q| q.path.clone())
+        .filter(|p| !p.ends_with("/states"))
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            "/api/docs/demo-data/compare",
+            "/api/docs/demo-data/tables/Anchor_interest/records"
+        ],
+        "{r}"
+    );
+
+    // One link removed: a delete, with no row to read.
+    s.docs()
+        .delete_record(DATA, "Link_person_likes_interest", 3)
+        .unwrap();
+    let r = s.etl(&args, &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(
+        r.written("grist_edges").2,
+        2,
+        "an undirected edge and its reverse: {r}"
+    );
+    assert_eq!(summary_counter(&r, "read_changes_only"), 1, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_row_copying_another_leaves_the_first_rows_edge() {
+    let s = Setup::demo().await;
+    let args = step_args(&[]);
+    assert_eq!(s.etl(&args, &[]).await.code, Some(0));
+    let since = || async {
+        s.count(
+            "SELECT (attributes->>'since')::bigint FROM grist_edges \
+             WHERE from_node_id = 'person:1' AND to_node_id = 'interest:1'",
+        )
+        .await
+    };
+    assert_eq!(since().await, 2018);
+    // A copy of link 1 (person:1 to interest:1) with another `since`: link 1 comes first.
+    let copy = s
+        .docs()
+        .add_record(
+            DATA,
+            "Link_person_likes_interest",
+            json!({"from_node_id": "person:1", "to_node_id": "interest:1", "edge_label": "PERSON_likes_INTEREST", "since": 1900}),
+        )
+        .unwrap();
+    let r = s.etl(&args, &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(since().await, 2018, "{r}");
+    // The copy goes: the edge stays, link 1 still gives it.
+    s.docs()
+        .delete_record(DATA, "Link_person_likes_interest", copy)
+        .unwrap();
+    let r = s.etl(&args, &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(since().await, 2018, "{r}");
+    assert_eq!(r.written("grist_edges"), (0, 0, 0), "{r}");
+}
