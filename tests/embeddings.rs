@@ -333,3 +333,41 @@ async fn a_bulk_load_builds_the_vector_index_after_the_rows_even_after_a_killed_
         "nothing embedded twice"
     );
 }
+
+/// Every stored vector is the model's vector for its text, exactly.
+async fn every_vector_is_the_models(s: &Setup) {
+    let mut c = s.db.connect().await;
+    let rows: Vec<(String, pgvector::Vector)> =
+        sqlx::query_as("SELECT attribute_value, embedding FROM rag_anchor_embeddings")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(rows.len() as i64, DEMO_TEXTS);
+    for (text, v) in rows {
+        assert_eq!(
+            v.to_vec(),
+            fake_vector(&text, TEST_EMBEDDINGS_DIM as usize),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vectors_come_as_base64_and_are_stored_bit_for_bit() {
+    let s = Setup::demo().await;
+    s.run().await;
+    assert!(s.model.requests() > 0);
+    assert_eq!(s.model.base64_requests(), s.model.requests());
+    every_vector_is_the_models(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_base64_is_asked_for_floats_from_then_on() {
+    let s = Setup::demo().await;
+    s.model.refuse_base64(true);
+    let r = s.run().await;
+    assert_eq!(s.model.base64_requests(), 0);
+    // The demo's texts fit one request: refused once, then asked for as floats.
+    assert_eq!(s.model.requests(), 2, "{r}");
+    every_vector_is_the_models(&s).await;
+}

@@ -3,8 +3,16 @@
 //! Spoken with reqwest rather than async-openai: the engine needs each answer's HTTP status and
 //! `Retry-After` to decide between retrying (429, 5xx), splitting the batch (400) and stopping
 //! (401, 403, 404), and async-openai folds those into its own retry loop.
+//!
+//! Vectors are asked for as `encoding_format: "base64"` (little-endian f32s), as OpenAI's own
+//! SDKs do: a quarter of the bytes of JSON floats, and no float parsing. A server that refuses
+//! it (a 400 naming `encoding_format`) is asked for floats from then on; one that answers floats
+//! anyway is read as it answers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use base64::Engine as _;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -27,6 +35,8 @@ pub struct OpenAiEmbedder {
     api_key: Option<String>,
     id: ModelId,
     timeout: Duration,
+    /// The server refused `encoding_format: "base64"`: ask for floats.
+    floats_only: AtomicBool,
 }
 
 impl std::fmt::Debug for OpenAiEmbedder {
@@ -54,7 +64,35 @@ struct Response {
 #[derive(Deserialize)]
 struct Item {
     index: usize,
-    embedding: Vec<f32>,
+    embedding: Embedding,
+}
+
+/// An embedding as the server sent it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Embedding {
+    Floats(Vec<f32>),
+    Base64(String),
+}
+
+impl Embedding {
+    /// The vector, or `None` when base64 text does not decode to whole f32s.
+    fn into_vector(self) -> Option<Vec<f32>> {
+        match self {
+            Embedding::Floats(v) => Some(v),
+            Embedding::Base64(text) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(text.as_bytes())
+                    .ok()?;
+                (bytes.len() % 4 == 0).then(|| {
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect()
+                })
+            }
+        }
+    }
 }
 
 impl OpenAiEmbedder {
@@ -81,6 +119,7 @@ impl OpenAiEmbedder {
                 dims: config.dims,
             },
             timeout: config.timeout,
+            floats_only: AtomicBool::new(false),
         })
     }
 }
@@ -104,11 +143,28 @@ impl Embedder for OpenAiEmbedder {
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let base64 = !self.floats_only.load(Ordering::Relaxed);
+        match self.request(texts, base64).await {
+            Err(EmbedError::Rejected { message })
+                if base64 && message.contains("encoding_format") =>
+            {
+                tracing::info!("the embedding server refuses base64 vectors: asking for floats");
+                self.floats_only.store(true, Ordering::Relaxed);
+                self.request(texts, false).await
+            }
+            other => other,
+        }
+    }
+}
+
+impl OpenAiEmbedder {
+    /// One request for `texts`, with vectors in base64 or as floats.
+    async fn request(&self, texts: &[String], base64: bool) -> Result<Vec<Vec<f32>>, EmbedError> {
         let body = Request {
             model: &self.id.model,
             input: texts,
             dimensions: self.id.dims,
-            encoding_format: "float",
+            encoding_format: if base64 { "base64" } else { "float" },
         };
         let mut request = self.http.post(&self.url).timeout(self.timeout).json(&body);
         if let Some(k) = &self.api_key {
@@ -146,8 +202,14 @@ impl Embedder for OpenAiEmbedder {
         })?;
         let mut out = vec![Vec::new(); texts.len()];
         for item in parsed.data {
+            let Some(vector) = item.embedding.into_vector() else {
+                return Err(EmbedError::Transient {
+                    message: format!("an embedding from {} is not valid base64 f32s", self.url),
+                    retry_after: None,
+                });
+            };
             if let Some(slot) = out.get_mut(item.index) {
-                *slot = item.embedding;
+                *slot = vector;
             }
         }
         if let Some(bad) = out.iter().position(|v| v.len() != self.id.dims as usize) {

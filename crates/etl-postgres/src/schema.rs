@@ -24,6 +24,8 @@ pub const SCHEMA: &str = "etl";
 pub enum ColumnKind {
     Text,
     Json,
+    /// pgvector's `vector(N)`: written in binary (no float text to print or parse).
+    Vector,
     /// Anything else: written as text and cast to `sql_type`.
     Other,
 }
@@ -119,6 +121,7 @@ pub async fn inspect(pool: &PgPool, def: &TableDef) -> Result<TableInfo, StoreEr
             let kind = match sql_type.as_str() {
                 "text" | "character varying" => ColumnKind::Text,
                 "jsonb" | "json" => ColumnKind::Json,
+                t if t.starts_with("vector(") || t == "vector" => ColumnKind::Vector,
                 _ => ColumnKind::Other,
             };
             Column {

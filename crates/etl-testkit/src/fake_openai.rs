@@ -1,7 +1,9 @@
 //! A fake OpenAI-compatible embeddings server: `POST /v1/embeddings` answers deterministic unit
 //! vectors (the same text always gets the same vector), and on demand 429 with `Retry-After`,
 //! 500, or 400 for requests holding a poisoned text; it adds latency and counts every request
-//! and text, so tests can assert every call that was made.
+//! and text, so tests can assert every call that was made. Vectors come as JSON floats, or as
+//! base64 little-endian f32s when asked (`encoding_format: "base64"`), unless the fake is told
+//! to refuse base64 as some servers do.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -44,6 +46,8 @@ struct FakeState {
     failures: Mutex<VecDeque<Failure>>,
     poisoned: Mutex<HashSet<String>>,
     requests: AtomicU64,
+    base64_requests: AtomicU64,
+    refuse_base64: std::sync::atomic::AtomicBool,
     texts: Mutex<Vec<String>>,
 }
 
@@ -118,7 +122,19 @@ impl FakeOpenAi {
 
     pub fn reset_counts(&self) {
         self.state.requests.store(0, Ordering::SeqCst);
+        self.state.base64_requests.store(0, Ordering::SeqCst);
         self.state.texts.lock().unwrap().clear();
+    }
+
+    /// Requests answered with base64 vectors.
+    pub fn base64_requests(&self) -> u64 {
+        self.state.base64_requests.load(Ordering::SeqCst)
+    }
+
+    /// Answers a request for base64 vectors with 400 naming `encoding_format`, as servers
+    /// without base64 do.
+    pub fn refuse_base64(&self, refuse: bool) {
+        self.state.refuse_base64.store(refuse, Ordering::SeqCst);
     }
 }
 
@@ -161,10 +177,31 @@ async fn embeddings(State(state): State<Arc<FakeState>>, Json(body): Json<Value>
         .get("dimensions")
         .and_then(Value::as_u64)
         .unwrap_or(1536) as usize;
+    let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
+    if base64 {
+        if state.refuse_base64.load(Ordering::SeqCst) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "encoding_format 'base64' is not supported",
+                None,
+            );
+        }
+        state.base64_requests.fetch_add(1, Ordering::SeqCst);
+    }
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": fake_vector(t, dims)}))
+        .map(|(i, t)| {
+            let v = fake_vector(t, dims);
+            let embedding = if base64 {
+                use base64::Engine as _;
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     Json(json!({"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": 0, "total_tokens": 0}}))
         .into_response()

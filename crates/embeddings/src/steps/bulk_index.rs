@@ -79,11 +79,25 @@ pub async fn defer(pool: &PgPool, table: &str, pending: u64) -> Result<(), StepE
     Ok(())
 }
 
+/// How Postgres builds an index again.
+#[derive(Debug, Clone, Copy)]
+pub struct Build<'a> {
+    /// `maintenance_work_mem` for the build (e.g. `512MB`): an HNSW build whose graph does not
+    /// fit in it is several times slower (300,000 vectors of 256 dimensions: over 10 minutes
+    /// with Postgres's default 64MB). Empty: the server's setting.
+    pub memory: &'a str,
+    /// Parallel workers for the build. Postgres plans workers by the size of the table's main
+    /// fork, and a 1024-dimension vector lives in TOAST, so it would plan none: the table's
+    /// `parallel_workers` is set for the build and reset after. 30,000 vectors of 1024
+    /// dimensions on 2 cores: 40.7 s alone, 21.3 s with 2 workers.
+    pub workers: u64,
+}
+
 /// Makes again every vector index of `table` that a run set aside (this run's or a run that
-/// died), and forgets it. `build_memory` is the `maintenance_work_mem` for the build (e.g.
-/// `512MB`): an HNSW build whose graph does not fit in it is several times slower (300,000
-/// vectors of 256 dimensions: over 10 minutes with Postgres's default 64MB).
-pub async fn restore(pool: &PgPool, table: &str, build_memory: &str) -> Result<(), StepError> {
+/// died), and forgets it.
+pub async fn restore(pool: &PgPool, table: &str, build: Build<'_>) -> Result<(), StepError> {
+    let build_memory = build.memory;
+    let quoted = etl_postgres::ident::quote_ident(table);
     let deferred: Vec<(String, String)> = sqlx::query_as(
         "SELECT index_name, definition FROM etl.deferred_indexes WHERE table_name = $1",
     )
@@ -114,11 +128,31 @@ pub async fn restore(pool: &PgPool, table: &str, build_memory: &str) -> Result<(
                         ))
                     })?;
             }
+            if build.workers > 0 {
+                sqlx::query("SELECT set_config('max_parallel_maintenance_workers', $1, true)")
+                    .bind(build.workers.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| sql_error("allowing a parallel index build", table, e))?;
+                sqlx::query(&format!(
+                    "ALTER TABLE {quoted} SET (parallel_workers = {})",
+                    build.workers.min(64)
+                ))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| sql_error("allowing a parallel index build", table, e))?;
+            }
             // The definition is Postgres's own text for the index (pg_get_indexdef).
             sqlx::query(&definition)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| sql_error("making a vector index", table, e))?;
+            if build.workers > 0 {
+                sqlx::query(&format!("ALTER TABLE {quoted} RESET (parallel_workers)"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| sql_error("allowing a parallel index build", table, e))?;
+            }
         }
         sqlx::query("DELETE FROM etl.deferred_indexes WHERE table_name = $1 AND index_name = $2")
             .bind(table)

@@ -56,6 +56,7 @@ pub struct EmbedStep {
     bulk_load_from_keys: u64,
     /// `maintenance_work_mem` for making the vector indexes again.
     index_build_memory: String,
+    index_build_workers: u64,
     pool: OnceCell<sqlx::PgPool>,
     ready: OnceCell<Ready>,
 }
@@ -98,6 +99,7 @@ impl EmbedStep {
         let timeout = Duration::from_secs(settings.runtime_u64_or("timeout_secs", 60).max(1));
         let bulk_load_from_keys = settings.runtime_u64_or("bulk_load_from_keys", 2000);
         let index_build_memory = settings.runtime_string_or("index_build_memory", "512MB");
+        let index_build_workers = settings.runtime_u64_or("index_build_workers", 2);
         // Every key is read whatever the provider, so that none is reported as unknown.
         let base_url = settings.runtime_string_or("base_url", "https://api.openai.com/v1");
         let api_key = settings.secret("api_key");
@@ -152,6 +154,7 @@ impl EmbedStep {
             database_url,
             bulk_load_from_keys,
             index_build_memory,
+            index_build_workers,
             pool: OnceCell::new(),
             ready: OnceCell::new(),
         }
@@ -273,7 +276,11 @@ impl Transform for EmbedStep {
     async fn finished(&self, ctx: &StepContext, keys_processed: u64) -> Result<(), StepError> {
         // The memo says the indexes are in place; a run that wrote (or died writing) forgot it.
         if keys_processed > 0 || ctx.memo.as_deref() != Some(INDEXES_IN_PLACE) {
-            bulk_index::restore(self.pool().await?, &self.output, &self.index_build_memory).await?;
+            let build = bulk_index::Build {
+                memory: &self.index_build_memory,
+                workers: self.index_build_workers,
+            };
+            bulk_index::restore(self.pool().await?, &self.output, build).await?;
         }
         ctx.remember(INDEXES_IN_PLACE);
         Ok(())

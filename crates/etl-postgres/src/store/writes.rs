@@ -25,9 +25,10 @@ impl PgStore {
             return Ok(());
         }
         let table = &info.def.name;
-        // Data rows: one text[] per column.
+        // Data rows: one text[] per column, vectors one vector[] in binary.
         let mut columns: Vec<Vec<Option<String>>> =
             vec![Vec::with_capacity(upserts.len()); info.columns.len()];
+        let mut vectors: Vec<Vec<Option<pgvector::Vector>>> = vec![Vec::new(); info.columns.len()];
         for u in upserts {
             for (name, _) in u.row.columns() {
                 if info.column(name).is_none() {
@@ -41,12 +42,44 @@ impl PgStore {
                 }
             }
             for (i, c) in info.columns.iter().enumerate() {
-                columns[i].push(u.row.get(&c.name).and_then(|v| value_text(v, &c.kind)));
+                match (&c.kind, u.row.get(&c.name)) {
+                    (ColumnKind::Vector, Some(etl_core::Value::Vector(v))) => {
+                        vectors[i].push(Some(pgvector::Vector::from(v.clone())))
+                    }
+                    (ColumnKind::Vector, None | Some(etl_core::Value::Null)) => {
+                        vectors[i].push(None)
+                    }
+                    (ColumnKind::Vector, Some(other)) => {
+                        let floats: Option<Vec<f32>> = match other {
+                            etl_core::Value::Json(serde_json::Value::Array(items)) => {
+                                items.iter().map(|x| x.as_f64().map(|f| f as f32)).collect()
+                            }
+                            _ => None,
+                        };
+                        let Some(floats) = floats else {
+                            return Err(StoreError::Row {
+                                table: table.clone(),
+                                message: format!(
+                                    "column `{}` is a vector, and a row gives it something else",
+                                    c.name
+                                ),
+                            });
+                        };
+                        vectors[i].push(Some(pgvector::Vector::from(floats)))
+                    }
+                    (kind, v) => columns[i].push(v.and_then(|v| value_text(v, kind))),
+                }
             }
         }
         let names: Vec<String> = info.columns.iter().map(|c| c.name.clone()).collect();
-        let params = (1..=names.len())
-            .map(|i| format!("${i}::text[]"))
+        let params = info
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c.kind {
+                ColumnKind::Vector => format!("${}::vector[]", i + 1),
+                _ => format!("${}::text[]", i + 1),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let aliases = (0..names.len())
@@ -60,6 +93,8 @@ impl PgStore {
             .enumerate()
             .map(|(i, c)| match c.kind {
                 ColumnKind::Text => format!("u.c{i}"),
+                // The array's elements are `vector`; the column's typmod checks the dimensions.
+                ColumnKind::Vector => format!("u.c{i}::{}", c.sql_type),
                 _ => format!("u.c{i}::{}", c.sql_type),
             })
             .collect::<Vec<_>>()
@@ -87,8 +122,11 @@ impl PgStore {
             column_list(&info.def.primary_key, None),
         );
         let mut q = sqlx::query(&sql);
-        for col in columns {
-            q = q.bind(col);
+        for (i, (col, vecs)) in columns.into_iter().zip(vectors).enumerate() {
+            q = match info.columns[i].kind {
+                ColumnKind::Vector => q.bind(vecs),
+                _ => q.bind(col),
+            };
         }
         q.execute(&mut **tx)
             .await

@@ -4,8 +4,10 @@
 //! and times whole `etl run` processes: the first full run, a run with no change, a run after
 //! editing 1% of the names, and a run after deleting 1% of the links. For each: wall time, peak
 //! memory, rows written, texts sent to the fake embedding server (50 ms a request) and graph
-//! writes; plus plain downloads of the same tables' CSVs from the same server, so a no-op run can
-//! be read as a ratio to the cost of reading the source.
+//! writes, and what the run asked of Grist (requests, bytes, rows read by id through the change
+//! feed); plus plain downloads of the same tables' CSVs from the same server, so a no-op run can
+//! be read as a ratio to the cost of reading the source. Embeddings have 1024 dimensions, as in
+//! production settings (`ETL_BENCH_DIM` to change).
 //!
 //! Needs the services (`scripts/services start`) and a release build of etl:
 //! `cargo build --release -p etl && cargo run --release -p etl-testkit --bin etl-bench -- S M`.
@@ -229,6 +231,15 @@ async fn measure(mut cmd: tokio::process::Command) -> Measure {
 }
 
 /// Sums of the run summary: rows written to tables, and graph writes.
+/// The sum of a counter over every step of a run's summary.
+fn counter(stdout: &str, name: &str) -> u64 {
+    stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(name)?.strip_prefix(": "))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .sum()
+}
+
 fn written(stdout: &str) -> (u64, u64) {
     let mut rows = 0;
     let mut graph = 0;
@@ -293,8 +304,11 @@ async fn main() {
     let admin = std::env::var("DB_CONN_URI")
         .unwrap_or_else(|_| etl_testkit::postgres::DEFAULT_URL.to_string());
 
-    println!("| size | run | wall s | peak MiB | rows written | texts embedded | graph writes |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    let dim = std::env::var("ETL_BENCH_DIM").unwrap_or_else(|_| "1024".into());
+    println!("embedding dimensions: {dim}; Grist: the emulator (`etl grist serve`)");
+    println!();
+    println!("| size | run | wall s | peak MiB | rows written | texts embedded | graph writes | Grist requests | Grist KiB | rows read by id |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut notes = Vec::new();
     for size in SIZES.iter().filter(|s| wanted.iter().any(|w| w == s.name)) {
         let work = tempfile_dir(&format!("etl-bench-{}", size.name));
@@ -344,7 +358,7 @@ async fn main() {
             ("OPENAI_BASE_URL".into(), model.base_url()),
             ("OPENAI_API_KEY".into(), "bench".into()),
             ("EMBEDDINGS_MODEL".into(), "fake".into()),
-            ("EMBEDDINGS_DIM".into(), "256".into()),
+            ("EMBEDDINGS_DIM".into(), dim.clone()),
             ("RUST_LOG".into(), "error".into()),
         ];
         env.extend(graph.env());
@@ -412,11 +426,14 @@ async fn main() {
             );
             let (rows, graph_writes) = written(&m.stdout);
             println!(
-                "| {} | {phase} | {:.2} | {:.0} | {rows} | {} | {graph_writes} |",
+                "| {} | {phase} | {:.2} | {:.0} | {rows} | {} | {graph_writes} | {} | {:.0} | {} |",
                 size.name,
                 m.wall.as_secs_f64(),
                 m.peak_mib,
-                model.texts().len()
+                model.texts().len(),
+                counter(&m.stdout, "grist_requests"),
+                counter(&m.stdout, "grist_bytes") as f64 / 1024.0,
+                counter(&m.stdout, "rows_read_by_id"),
             );
         }
         if std::env::var_os("ETL_BENCH_HOLD").is_some() {
