@@ -17,6 +17,7 @@ use etl_core::step::{OutputRole, SnapshotSink};
 use etl_core::{Row, StepContext, StepError, Value};
 
 use super::connection::GristRead;
+use super::feed::{Changes, DocChange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -206,9 +207,19 @@ pub async fn read(
     doc: &str,
     embed_top_n_default: Option<i64>,
 ) -> Result<BTreeMap<&'static str, Vec<Row>>, StepError> {
+    read_tables(client, doc, embed_top_n_default, &|_| true).await
+}
+
+/// [`read`] of the tables `wanted` says yes to.
+async fn read_tables(
+    client: &GristClient,
+    doc: &str,
+    embed_top_n_default: Option<i64>,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<BTreeMap<&'static str, Vec<Row>>, StepError> {
     let mut out = BTreeMap::new();
     let mut cache = HashMap::new();
-    for dm in &DM_TABLES {
+    for dm in DM_TABLES.iter().filter(|dm| wanted(dm.grist_table)) {
         let columns = client.columns(doc, dm.grist_table).await?;
         let helper_of = csv_header_to_column(&columns);
         let by_id: HashMap<&str, &Column> = columns.iter().map(|c| (c.id.as_str(), c)).collect();
@@ -317,6 +328,54 @@ impl GristRead for DataModelExtract {
             out.write(ctx.output(i)?, rows).await?;
         }
         Ok(serde_json::Value::Null)
+    }
+
+    /// Reads again only the tables that changed, each as a complete snapshot, with those whose
+    /// references show a changed table's values (`Anchor_attributes` and `Links` show
+    /// `Anchors`, `Link_attributes` shows `Links`); the others are left as they are. A schema
+    /// change reads everything.
+    async fn read_changes(
+        &self,
+        client: &GristClient,
+        ctx: &StepContext,
+        changes: &Changes,
+        _facts: &serde_json::Value,
+        out: &mut dyn SnapshotSink,
+    ) -> Result<Option<serde_json::Value>, StepError> {
+        let delta = match changes.of(&self.doc) {
+            Some(DocChange::Changed(d)) => d,
+            Some(DocChange::Unchanged) => {
+                for i in 0..DM_TABLES.len() {
+                    out.changes_only(ctx.output(i)?)?;
+                }
+                return Ok(Some(serde_json::Value::Null));
+            }
+            _ => return Ok(None),
+        };
+        let schema_changed = !delta.table_renames.is_empty()
+            || delta
+                .table_deltas
+                .iter()
+                .any(|(t, d)| t.starts_with("_grist_") || !d.column_renames.is_empty());
+        if schema_changed {
+            return Ok(None);
+        }
+        let changed = |t: &str| delta.table_deltas.contains_key(t);
+        let shows = |t: &str| match t {
+            "Anchor_attributes" | "Links" => changed("Anchors"),
+            "Link_attributes" => changed("Links") || changed("Anchors"),
+            _ => false,
+        };
+        let wanted = |t: &str| changed(t) || shows(t);
+        let mut tables = read_tables(client, &self.doc, self.embed_top_n_default, &wanted).await?;
+        ctx.counters.add("tables_read_again", tables.len() as u64);
+        for (i, dm) in DM_TABLES.iter().enumerate() {
+            match tables.remove(dm.grist_table) {
+                Some(rows) => out.write(ctx.output(i)?, rows).await?,
+                None => out.changes_only(ctx.output(i)?)?,
+            }
+        }
+        Ok(Some(serde_json::Value::Null))
     }
 }
 

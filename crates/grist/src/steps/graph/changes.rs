@@ -10,8 +10,8 @@
 //!   incomplete (`mayBeIncomplete`);
 //! * an anchor table's rows were only updated, not its `<noun>_id` column, no two of its rows
 //!   share a node id, its attributes hold no reference (whose display values another table
-//!   gives), and no link reads a reference column of it: then its node ids, and so every edge's
-//!   endpoints, stay as they were;
+//!   gives): then its node ids, and so every edge's endpoints, stay as they were; the edges of
+//!   its reference columns that changed are computed before and after (`changed_references`);
 //! * a link table's columns read are plain (exact in CSV, endpoints as Text), no edge key came
 //!   from two sources at the last read, and no new key is one the table holds from an
 //!   unchanged row: then each edge has one row to come from, and a row's old edges (from the
@@ -28,7 +28,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value as J};
 
 use super::anchors::{node_id_of, typed_attributes, AnchorTable, Displays};
-use super::edges::{endpoint_of, label_of, EdgeWriter, LinkRow, LinkTable, NodeIds};
+use super::changed_references::{self, ReferenceEdge};
+use super::edges::{endpoint_of, label_of, Edge, EdgeWriter, LinkRow, LinkTable, NodeIds};
 use super::facts::{GraphFacts, TableFacts};
 use super::model::Link;
 use super::{attribute_columns, GraphExtract};
@@ -53,7 +54,7 @@ struct AnchorChange<'f> {
     table: &'f str,
     noun: &'f str,
     columns: &'f [Column],
-    updated: Vec<i64>,
+    delta: &'f TableDelta,
 }
 
 /// A link table's changed rows.
@@ -122,12 +123,10 @@ fn plan<'f>(
                 if references {
                     return Err(format!("attributes of `{table}` hold references"));
                 }
-                let reference_edges = model.links.iter().any(|l| {
-                    (l.column1.is_some() && l.anchor1 == noun)
-                        || (l.column2.is_some() && l.anchor2 == noun)
-                });
-                if reference_edges {
-                    return Err(format!("a link reads a reference column of `{table}`"));
+                if !facts.edges_unique
+                    && !changed_references::reference_links(model, noun).is_empty()
+                {
+                    return Err("edge keys came from several sources at the last read".into());
                 }
                 if !few_enough(d.update_rows.len(), *rows) {
                     return Err(format!("many rows of `{table}` changed"));
@@ -136,7 +135,7 @@ fn plan<'f>(
                     table,
                     noun,
                     columns,
-                    updated: d.update_rows.clone(),
+                    delta: d,
                 });
             }
             Some(TableFacts::Link {
@@ -188,6 +187,32 @@ impl SnapshotSink for Collect {
     async fn stored_keys(&mut self, _table: &str, keys: &[Row]) -> Result<Vec<bool>, StepError> {
         Ok(vec![false; keys.len()])
     }
+}
+
+/// Adds reference edges as a complete read adds them (no attributes).
+async fn add_references(
+    edges: &[ReferenceEdge<'_>],
+    writer: &mut EdgeWriter<'_>,
+    out: &mut Collect,
+) -> Result<(), StepError> {
+    let empty = J::Object(Map::new());
+    for e in edges {
+        writer
+            .add(
+                out,
+                Edge {
+                    from: &e.from,
+                    to: &e.to,
+                    from_type: &e.link.anchor1,
+                    to_type: &e.link.anchor2,
+                    label: &e.link.sentence,
+                    attributes: &empty,
+                    directed: e.link.directed,
+                },
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// An edge row's key columns.
@@ -280,11 +305,12 @@ pub async fn read_changes(
     // Nodes: each updated row, typed as a complete read types it.
     let mut node_rows = Vec::new();
     let mut read = 0u64;
+    let mut references_before = Vec::new();
+    let mut references_now = Vec::new();
     for a in &p.anchors {
-        let records = client
-            .records_by_id(&ex.data_doc, a.table, &a.updated)
-            .await?;
-        if records.len() != a.updated.len() {
+        let updated = &a.delta.update_rows;
+        let records = client.records_by_id(&ex.data_doc, a.table, updated).await?;
+        if records.len() != updated.len() {
             return give_up(format!("rows of `{}` went while they were read", a.table));
         }
         read += records.len() as u64;
@@ -301,6 +327,18 @@ pub async fn read_changes(
                     ),
             );
         }
+        let (before, now) = changed_references::reference_edges(
+            client,
+            &ex.data_doc,
+            &facts.model,
+            a.noun,
+            a.columns,
+            a.delta,
+            &records,
+        )
+        .await?;
+        references_before.extend(before);
+        references_now.extend(now);
     }
 
     // Edges: the changed rows' edges now, and before.
@@ -367,6 +405,10 @@ pub async fn read_changes(
             }
         }
     }
+    for e in references_before.iter().chain(&references_now) {
+        endpoints.insert((e.from.clone(), e.link.anchor1.clone()));
+        endpoints.insert((e.to.clone(), e.link.anchor2.clone()));
+    }
     let endpoints: Vec<(String, String)> = endpoints.into_iter().collect();
     let keys: Vec<Row> = endpoints
         .iter()
@@ -391,6 +433,7 @@ pub async fn read_changes(
             .add_rows(rows, &mut writer, &mut edges_now)
             .await?;
     }
+    add_references(&references_now, &mut writer, &mut edges_now).await?;
     writer.flush(&mut edges_now).await?;
     if !writer.unique {
         return give_up("changed rows give one edge twice".into());
@@ -402,6 +445,7 @@ pub async fn read_changes(
             .add_rows(rows, &mut old_writer, &mut edges_before)
             .await?;
     }
+    add_references(&references_before, &mut old_writer, &mut edges_before).await?;
     old_writer.flush(&mut edges_before).await?;
     let before: HashSet<_> = edges_before.0.iter().map(edge_key).collect();
     let now: HashSet<_> = edges_now.0.iter().map(edge_key).collect();

@@ -21,8 +21,10 @@
 //! | [`edges`] | edges from link tables and reference columns, the merge rule |
 //! | [`facts`] | what a complete read remembers for the next run |
 //! | [`changes`] | a run that reads only the rows the Data doc's changes name |
+//! | [`changed_references`] | the edges of reference cells that changed, before and after |
 
 mod anchors;
+mod changed_references;
 mod changes;
 mod edges;
 mod facts;
