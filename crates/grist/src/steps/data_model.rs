@@ -17,7 +17,7 @@ use etl_core::step::{OutputRole, SnapshotSink};
 use etl_core::{Row, StepContext, StepError, Value};
 
 use super::connection::GristRead;
-use super::feed::{Changes, DocChange};
+use super::feed::{self, Changes, DocChange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -352,12 +352,8 @@ impl GristRead for DataModelExtract {
             }
             _ => return Ok(None),
         };
-        let schema_changed = !delta.table_renames.is_empty()
-            || delta
-                .table_deltas
-                .iter()
-                .any(|(t, d)| t.starts_with("_grist_") || !d.column_renames.is_empty());
-        if schema_changed {
+        if let Some(why) = feed::schema_change(delta) {
+            tracing::info!(reason = %why, "reading the data model in full");
             return Ok(None);
         }
         let changed = |t: &str| delta.table_deltas.contains_key(t);

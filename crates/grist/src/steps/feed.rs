@@ -73,6 +73,34 @@ impl Changes {
     }
 }
 
+/// Grist's metadata tables whose change is a change of the doc's schema (tables, columns and
+/// their types, formulas, formats). The others (views, sections, pages) do not change data.
+const SCHEMA_TABLES: [&str; 2] = ["_grist_Tables", "_grist_Tables_column"];
+
+/// Why `changes` change the doc's schema, if they do: a table added, renamed or removed, a
+/// column added, renamed or removed, a column's type, formula or format changed.
+pub fn schema_change(changes: &DocChanges) -> Option<String> {
+    if !changes.table_renames.is_empty() {
+        return Some("tables were added, renamed or removed".into());
+    }
+    for (table, d) in &changes.table_deltas {
+        if SCHEMA_TABLES.contains(&table.as_str()) {
+            return Some(format!("the doc's schema changed ({table})"));
+        }
+        if !d.column_renames.is_empty() {
+            return Some(format!(
+                "columns of `{table}` were added, renamed or removed"
+            ));
+        }
+    }
+    None
+}
+
+/// Whether a table of a delta is one of Grist's own (metadata, not data).
+pub fn is_metadata(table: &str) -> bool {
+    table.starts_with("_grist_")
+}
+
 /// The newest state of a doc, or `None` when the server does not tell (an older server, no
 /// access to `/states`). A passing fault is an error: the run would fail on the reads anyway.
 pub async fn head(client: &GristClient, doc: &str) -> Result<Option<DocState>, GristError> {
