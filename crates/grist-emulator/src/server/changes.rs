@@ -392,8 +392,15 @@ fn row_deltas(
             }
         }
     }
-    for &id in new.by_id.keys() {
-        if old.by_id.contains_key(&id) {
+    // Columns kept with the same ids: a row whose stored fields are equal did not change.
+    let same_columns = pairs.len() == lt.columns.len()
+        && pairs.len() == rt.columns.len()
+        && pairs.iter().all(|(l, r)| l.id == r.id);
+    for (&id, fields) in &new.by_id {
+        if let Some(before) = old.by_id.get(&id) {
+            if same_columns && before == fields {
+                continue;
+            }
             let mut changed = false;
             for (lc, rc) in pairs {
                 let (a, b) = (old.get(id, &lc.id), new.get(id, &rc.id));
