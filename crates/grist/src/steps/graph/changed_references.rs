@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::Value as J;
 
 use super::anchors::node_id_of;
+use super::edges::text_nodes;
 use super::model::{Link, Model};
 use crate::cells::referenced_ids;
 use crate::changes::TableDelta;
@@ -85,21 +86,6 @@ impl Targets {
             }
             _ => text_nodes(cell),
         }
-    }
-}
-
-/// The node ids a text cell (or a list of texts) names.
-fn text_nodes(cell: &J) -> Vec<String> {
-    match cell {
-        J::String(s) if !s.trim().is_empty() => vec![s.trim().to_string()],
-        J::Number(n) => vec![n.to_string()],
-        J::Array(items) => items
-            .iter()
-            .skip_while(|i| i.as_str() == Some("L"))
-            .filter_map(|i| i.as_str().map(str::trim).filter(|s| !s.is_empty()))
-            .map(str::to_string)
-            .collect(),
-        _ => Vec::new(),
     }
 }
 

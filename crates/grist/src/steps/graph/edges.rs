@@ -145,21 +145,26 @@ fn referenced_nodes(
                 .filter_map(|id| table.and_then(|t| t.node_of_row.get(&id)).cloned())
                 .collect()
         }
-        _ => match cell {
-            J::String(s) if !s.trim().is_empty() => vec![s.trim().to_string()],
-            J::Number(n) => vec![n.to_string()],
-            J::Array(items) => items
-                .iter()
-                .skip_while(|i| i.as_str() == Some("L"))
-                .filter_map(|i| {
-                    i.as_str()
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                })
-                .collect(),
-            _ => Vec::new(),
-        },
+        _ => text_nodes(cell),
+    }
+}
+
+/// The node ids a text cell (or a list of texts) names.
+pub fn text_nodes(cell: &J) -> Vec<String> {
+    match cell {
+        J::String(s) if !s.trim().is_empty() => vec![s.trim().to_string()],
+        J::Number(n) => vec![n.to_string()],
+        J::Array(items) => items
+            .iter()
+            .skip_while(|i| i.as_str() == Some("L"))
+            .filter_map(|i| {
+                i.as_str()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
