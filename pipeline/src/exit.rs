@@ -16,6 +16,9 @@ pub enum Exit {
     Config = 4,
     /// A service (Postgres, a source) could not be reached or refused; nothing ran.
     Service = 5,
+    /// A single run was stopped by SIGTERM or SIGINT after its batches in flight (`--every`
+    /// exits 0 instead: stopping is how a loop ends).
+    Interrupted = 130,
 }
 
 impl From<Exit> for ExitCode {

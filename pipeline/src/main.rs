@@ -6,6 +6,7 @@ mod commands;
 mod exit;
 mod load;
 mod progress;
+mod schedule;
 mod steps;
 
 use std::path::PathBuf;
@@ -54,6 +55,20 @@ enum Command {
     Plan(SelectArgs),
     /// Per step: keys total, pending and failed, the last run and the latest errors.
     Status(SelectArgs),
+    /// The recent runs, or one run's steps (RUN, or --last).
+    History {
+        /// A run's id (the first column of `etl history`).
+        run: Option<i64>,
+        /// The most recent run.
+        #[arg(long, conflicts_with = "run")]
+        last: bool,
+        /// How many recent runs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply the database migrations.
     Migrate {
         /// Dimension of the embedding columns (vector(N)).
@@ -142,6 +157,9 @@ pub struct RunArgs {
     /// Wait for another run's locks instead of exiting.
     #[arg(long)]
     wait: bool,
+    /// Run again and again, this long apart (e.g. 5m, 1h); SIGTERM ends the loop cleanly.
+    #[arg(long, env = "ETL_EVERY", value_name = "DURATION")]
+    every: Option<String>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -188,6 +206,12 @@ fn main() -> ExitCode {
             Command::Run(args) => commands::run::run(&cli.config, &args).await,
             Command::Plan(select) => commands::run::plan(&cli.config, &select).await,
             Command::Status(select) => commands::status::status(&cli.config, &select).await,
+            Command::History {
+                run,
+                last,
+                limit,
+                json,
+            } => commands::history::history(&cli.config, run, last, limit, json).await,
             Command::Migrate { embeddings_dim } => {
                 commands::admin::migrate(&cli.config, embeddings_dim).await
             }

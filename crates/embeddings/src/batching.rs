@@ -39,6 +39,8 @@ impl Default for BatchLimits {
 pub struct SendStats {
     pub requests: AtomicU64,
     pub texts: AtomicU64,
+    /// Tokens sent, as the embedder estimates them (what a paid API bills, near enough).
+    pub tokens: AtomicU64,
 }
 
 /// One text's outcome: its vector, or why the model refused it.
@@ -109,6 +111,8 @@ fn embed_range<'a>(
         let attempt = retry(&limits.retry, "embedding request", || async {
             stats.requests.fetch_add(1, Ordering::Relaxed);
             stats.texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
+            let tokens: usize = texts.iter().map(|t| embedder.estimate_tokens(t)).sum();
+            stats.tokens.fetch_add(tokens as u64, Ordering::Relaxed);
             embedder.embed(texts).await
         })
         .await;

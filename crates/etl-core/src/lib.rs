@@ -9,12 +9,14 @@
 //!   selection.
 //! * [`runner`]: runs a pipeline (extracts' snapshots, transforms' batches); [`guard`]: no run
 //!   deletes most of a target unless allowed; [`retry`]: backoff for transient failures;
+//!   [`history`]: what a run records about itself;
 //!   [`report`]: what a run did.
 
 pub mod config;
 pub mod dag;
 pub mod diff;
 pub mod guard;
+pub mod history;
 pub mod report;
 pub mod retry;
 pub mod row_hash;

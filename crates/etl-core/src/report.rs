@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::dag::StepKind;
+use crate::step::ErrorClass;
 use crate::store::PlanCounts;
 
 /// Rows written to one table.
@@ -36,6 +37,8 @@ pub enum StepRunStatus {
     /// Not run because it is not configured (an optional source left unset); its tables are
     /// left as they are. Not a failure.
     NotConfigured(String),
+    /// The run was asked to stop: the step finished its batches in flight (or never started).
+    Interrupted(String),
 }
 
 #[derive(Debug, Clone)]
@@ -51,7 +54,11 @@ pub struct StepReport {
     pub failures: Vec<String>,
     /// For `etl plan`.
     pub plan: Option<PlanCounts>,
+    /// When the step started (`None` if it never did: skipped, not configured, locked).
+    pub started_at: Option<SystemTime>,
     pub elapsed: Duration,
+    /// The class of the error a failed step stopped on.
+    pub error_class: Option<ErrorClass>,
 }
 
 impl StepReport {
@@ -66,7 +73,9 @@ impl StepReport {
             counters: BTreeMap::new(),
             failures: Vec::new(),
             plan: None,
+            started_at: None,
             elapsed: Duration::ZERO,
+            error_class: None,
         }
     }
 
@@ -77,6 +86,8 @@ impl StepReport {
 
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
+    /// The run's id in the history (`None` for `etl plan`, or when it could not be recorded).
+    pub run_id: Option<i64>,
     pub steps: Vec<StepReport>,
     pub elapsed: Duration,
 }
@@ -106,6 +117,13 @@ impl RunReport {
         })
     }
 
+    /// Whether the run was asked to stop before all of its steps had run.
+    pub fn interrupted(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.status, StepRunStatus::Interrupted(_)))
+    }
+
     pub fn keys_failed(&self) -> bool {
         self.steps.iter().any(|s| s.keys_failed > 0)
     }
@@ -123,6 +141,7 @@ impl fmt::Display for RunReport {
                 StepRunStatus::NotConfigured(why) => {
                     format!("not run: {why}; its tables are left as they are")
                 }
+                StepRunStatus::Interrupted(why) => format!("interrupted: {why}"),
             };
             write!(
                 f,
@@ -150,6 +169,10 @@ impl fmt::Display for RunReport {
                 writeln!(f, "    error: {failure}")?;
             }
         }
-        write!(f, "total {:.2}s", self.elapsed.as_secs_f64())
+        write!(f, "total {:.2}s", self.elapsed.as_secs_f64())?;
+        if let Some(id) = self.run_id {
+            write!(f, " (run {id}: etl history {id})")?;
+        }
+        Ok(())
     }
 }

@@ -22,6 +22,8 @@ use async_trait::async_trait;
 
 use crate::dag::{Pipeline, StepDef, TableDef};
 use crate::diff::{Stored, TableDiff};
+use crate::history::{Invocation, RunOutcome};
+use crate::report::StepReport;
 use crate::step::{ErrorClass, InputBatch, StepError};
 use crate::value::Key;
 
@@ -130,6 +132,8 @@ pub enum Outcome {
     /// Finished, but some keys failed.
     KeysFailed(u64),
     Failed(String),
+    /// Asked to stop before it finished.
+    Interrupted,
 }
 
 impl Outcome {
@@ -138,6 +142,7 @@ impl Outcome {
             Outcome::Succeeded => "ok".into(),
             Outcome::KeysFailed(n) => format!("{n} keys failed"),
             Outcome::Failed(_) => "failed".into(),
+            Outcome::Interrupted => "interrupted".into(),
         }
     }
 }
@@ -286,6 +291,21 @@ pub trait Store: StoreReads + Send + Sync {
     ) -> Result<(), StoreError>;
 
     async fn status(&self, step: &StepDef) -> Result<StepStatus, StoreError>;
+
+    /// The run history (see [`crate::history`]): records that a run began and returns its id.
+    async fn run_begun(&self, invocation: &Invocation) -> Result<i64, StoreError>;
+
+    /// Records one step's report under run `run`, as the step ends (or is skipped). A run
+    /// killed mid-way keeps the steps it finished.
+    async fn step_reported(&self, run: i64, report: &StepReport) -> Result<(), StoreError>;
+
+    /// Records how run `run` ended, and prunes the runs that began more than `retention` ago.
+    async fn run_ended(
+        &self,
+        run: i64,
+        outcome: RunOutcome,
+        retention: Duration,
+    ) -> Result<(), StoreError>;
 
     /// The memos of `steps` (see [`crate::step::StepContext::remember`]) recorded under their
     /// current fingerprints, by step name. A memo recorded under another fingerprint is absent.

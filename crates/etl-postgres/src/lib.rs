@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | [`store`] | [`PgStore`]: the engine's `Store` (row metadata, capture, batches, runs, memos) |
 //! | [`reads`] | the reads a step may make of the engine's state (`StoreReads`): drift checks |
+//! | [`history`] | the run history (`etl.runs`, `etl.run_steps`): written as runs go, read back |
 //! | [`deletions`] | what a transform's run would delete, counted before it deletes anything |
 //! | [`schema`] | the data tables' columns and the bookkeeping tables beside them |
 //! | [`lock`] | the session advisory locks a step holds while it runs |
@@ -13,6 +14,7 @@
 
 pub mod deletions;
 pub mod error;
+pub mod history;
 pub mod ident;
 pub mod lock;
 pub mod migrate;

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod grist;
+pub mod history;
 pub mod run;
 pub mod search;
 pub mod status;

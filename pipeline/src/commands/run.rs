@@ -1,21 +1,76 @@
-//! `etl run` and `etl plan`.
+//! `etl run` (once, or `--every` interval) and `etl plan`.
 
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use etl_core::history::{Invocation, DEFAULT_RETENTION};
 use etl_core::report::RunReport;
+use etl_core::runner::Stop;
 use etl_core::{RunOptions, Runner};
-use tracing::Instrument;
 
 use crate::exit::Exit;
 use crate::progress::Bars;
 use crate::{RunArgs, SelectArgs};
 
 pub async fn run(config: &Path, args: &RunArgs) -> Exit {
+    let stop = crate::schedule::stop_on_signals();
+    match args.every.as_deref().filter(|e| !e.is_empty()) {
+        None => run_once(config, args, &stop).await,
+        Some(every) => match crate::schedule::parse_duration(every) {
+            Ok(interval) => run_every(config, args, interval, &stop).await,
+            Err(e) => {
+                eprintln!("error: --every (ETL_EVERY): {e}");
+                Exit::Config
+            }
+        },
+    }
+}
+
+/// `etl run --every`: runs, waits the interval (more after failures), runs again, until asked
+/// to stop; then exits 0. A failing run never ends the loop.
+async fn run_every(config: &Path, args: &RunArgs, interval: Duration, stop: &Stop) -> Exit {
+    let mut failures = 0u32;
+    loop {
+        let exit = run_once(config, args, stop).await;
+        if stop.requested() {
+            tracing::info!("stopped on request; the loop ends");
+            return Exit::Ok;
+        }
+        failures = match exit {
+            Exit::Ok | Exit::KeysFailed | Exit::Locked => 0,
+            _ => failures.saturating_add(1),
+        };
+        let wait = crate::schedule::next_wait(interval, failures, crate::schedule::jitter());
+        tracing::info!(
+            wait_s = wait.as_secs(),
+            failures_in_a_row = failures,
+            "next run after the wait"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait() => {
+                tracing::info!("stopped on request while waiting; the loop ends");
+                return Exit::Ok;
+            }
+        }
+    }
+}
+
+/// One run: the configuration read again, the run recorded in the history.
+async fn run_once(config: &Path, args: &RunArgs, stop: &Stop) -> Exit {
     let (pipeline, _) = match super::load_selected(config, &args.select, true) {
         Ok(p) => p,
         Err(exit) => return exit,
+    };
+    let retention = match history_retention() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: ETL_HISTORY_RETENTION: {e}");
+            return Exit::Config;
+        }
     };
     let store = match super::open_store(&pipeline, true).await {
         Ok(s) => s,
@@ -37,13 +92,11 @@ pub async fn run(config: &Path, args: &RunArgs) -> Exit {
         full_refresh: args.full_refresh,
         allow_mass_delete: args.allow_mass_delete,
         wait_for_locks: args.wait,
+        stop: stop.clone(),
+        invocation: invocation(retention),
         ..RunOptions::default()
     };
-    let report = match runner
-        .run(&opts)
-        .instrument(tracing::info_span!("run", id = %run_id()))
-        .await
-    {
+    let report = match runner.run(&opts).await {
         Ok(r) => r,
         Err(errors) => {
             for e in errors {
@@ -56,17 +109,42 @@ pub async fn run(config: &Path, args: &RunArgs) -> Exit {
     exit_of(&report)
 }
 
-/// A short id for the run, to tie its log lines together.
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{:x}", (nanos as u64) ^ u64::from(std::process::id()))
+/// Who runs this: the command line (arguments only: no environment, so no secret), the host,
+/// the process, and the worker's name.
+pub fn invocation(retention: Duration) -> Invocation {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let pid = std::process::id();
+    let worker = std::env::var("ETL_WORKER_NAME")
+        .ok()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| format!("{host}:{pid}"));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    Invocation {
+        command: format!("etl {}", args.join(" ")),
+        host,
+        pid,
+        worker,
+        retention,
+    }
+}
+
+/// `ETL_HISTORY_RETENTION` (e.g. `30d`), default 90 days.
+fn history_retention() -> Result<Duration, String> {
+    match std::env::var("ETL_HISTORY_RETENTION") {
+        Ok(v) if !v.is_empty() => crate::schedule::parse_duration(&v),
+        _ => Ok(DEFAULT_RETENTION),
+    }
 }
 
 pub fn exit_of(report: &RunReport) -> Exit {
-    if report.locked() {
+    if report.interrupted() {
+        Exit::Interrupted
+    } else if report.locked() {
         Exit::Locked
     } else if report.step_failed() {
         Exit::StepFailed

@@ -358,6 +358,8 @@ impl Transform for EmbedStep {
                 .add("embedding_requests", stats.requests.load(Ordering::Relaxed));
             ctx.counters
                 .add("texts_embedded", stats.texts.load(Ordering::Relaxed));
+            ctx.counters
+                .add("tokens_embedded", stats.tokens.load(Ordering::Relaxed));
             let results = results.map_err(embed_error)?;
             let mut fresh = Vec::new();
             for (text, r) in misses.iter().zip(results) {

@@ -88,7 +88,13 @@ impl Runner {
         let mut in_flight = FuturesUnordered::new();
         let mut exhausted = false;
         let mut fatal: Option<StepError> = None;
+        let mut stopped = false;
         loop {
+            if opts.stop.requested() && !exhausted && fatal.is_none() {
+                // Finish the batches in flight, start no more: the rest stays pending.
+                stopped = true;
+                exhausted = true;
+            }
             while !exhausted && fatal.is_none() && in_flight.len() < step.concurrency {
                 let keys = retry(&opts.retry, "list pending keys", || {
                     self.store
@@ -136,6 +142,9 @@ impl Runner {
         }
         if let Some(e) = fatal {
             return Err(e);
+        }
+        if stopped {
+            return Err(StepError::interrupted());
         }
         transform.finished(ctx, report.keys_processed).await?;
         self.keep_memo(step, ctx, opts).await;

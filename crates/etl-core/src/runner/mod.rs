@@ -18,21 +18,28 @@
 //! | this one | the run: steps in dependency order, each under its lock, with its report |
 //! | `snapshot` | an extract's run: its snapshot diffed batch by batch, deletions at the end |
 //! | `batches` | a transform's run: captured keys processed in batches, split on data errors |
+//! | `stop` | the stop signal: steps finish their batch in flight and start nothing more |
+//!
+//! A run (not `etl plan`) records itself in the history as it goes: its invocation when it
+//! begins, each step's report as the step ends, its outcome at the end.
 
 mod batches;
 mod snapshot;
+mod stop;
 
 pub use snapshot::SnapshotWriter;
+pub use stop::{Stop, StopHandle};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tracing::Instrument;
 
 use crate::dag::{Pipeline, Selection, StepDef, StepKind};
+use crate::history::{Invocation, RunOutcome};
 use crate::report::{RunReport, StepReport, StepRunStatus};
 use crate::retry::{retry, RetryPolicy};
 use crate::step::{StepContext, StepError, StepImpl};
@@ -49,6 +56,10 @@ pub struct RunOptions {
     /// Wait for locks held by other runs instead of failing.
     pub wait_for_locks: bool,
     pub retry: RetryPolicy,
+    /// Asks the run to stop: steps finish their batch in flight and are reported interrupted.
+    pub stop: Stop,
+    /// Who started the run, for the history.
+    pub invocation: Invocation,
 }
 
 /// Progress reporting (a bar on a terminal, nothing otherwise).
@@ -105,8 +116,44 @@ impl Runner {
     }
 
     async fn execute(&self, opts: &RunOptions, dry_run: bool) -> Result<RunReport, Vec<String>> {
-        let started = Instant::now();
         let selected = self.pipeline.select(&opts.selection)?;
+        if dry_run {
+            return Ok(self.execute_steps(&selected, opts, true, None).await);
+        }
+        let run_id = match self.store.run_begun(&opts.invocation).await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the run in the history; it runs unrecorded");
+                None
+            }
+        };
+        let span = tracing::info_span!("run", id = run_id.unwrap_or_default());
+        let report = self
+            .execute_steps(&selected, opts, false, run_id)
+            .instrument(span)
+            .await;
+        if let Some(id) = run_id {
+            let outcome = RunOutcome::of(&report);
+            if let Err(e) = self
+                .store
+                .run_ended(id, outcome, opts.invocation.retention)
+                .await
+            {
+                tracing::warn!(error = %e, run = id, "could not record the end of the run in the history");
+            }
+        }
+        Ok(report)
+    }
+
+    async fn execute_steps(
+        &self,
+        selected: &[usize],
+        opts: &RunOptions,
+        dry_run: bool,
+        run_id: Option<i64>,
+    ) -> RunReport {
+        let started = Instant::now();
+        let selected = selected.to_vec();
         let selected_set: HashSet<usize> = selected.iter().copied().collect();
         let mut reports: HashMap<usize, StepReport> = HashMap::new();
         let mut running: FuturesUnordered<BoxFuture<'static, (usize, StepReport)>> =
@@ -156,6 +203,15 @@ impl Runner {
                     continue;
                 }
                 started_set.insert(i);
+                let step = &self.pipeline.steps[i];
+                if opts.stop.requested() {
+                    let mut r = StepReport::new(&step.name, step.kind);
+                    r.status =
+                        StepRunStatus::Interrupted("not started: the run was asked to stop".into());
+                    self.record_step(run_id, &r).await;
+                    reports.insert(i, r);
+                    continue;
+                }
                 let failed_up = ups.iter().find(|u| {
                     !matches!(
                         reports[u].status,
@@ -164,11 +220,11 @@ impl Runner {
                             | StepRunStatus::NotConfigured(_)
                     )
                 });
-                let step = &self.pipeline.steps[i];
                 if let Some(why) = &step.skipped {
                     tracing::info!(step = %step.name, reason = %why, "step not configured: not run, its tables are left as they are");
                     let mut r = StepReport::new(&step.name, step.kind);
                     r.status = StepRunStatus::NotConfigured(why.clone());
+                    self.record_step(run_id, &r).await;
                     reports.insert(i, r);
                     continue;
                 }
@@ -178,6 +234,7 @@ impl Runner {
                         "step `{}` it depends on did not finish",
                         self.pipeline.steps[*u].name
                     ));
+                    self.record_step(run_id, &r).await;
                     reports.insert(i, r);
                     continue;
                 }
@@ -213,6 +270,9 @@ impl Runner {
                     r.step = self.pipeline.steps[i].name.clone();
                     r.kind = self.pipeline.steps[i].kind;
                 }
+                if !dry_run {
+                    self.record_step(run_id, &r).await;
+                }
                 reports.insert(i, r);
             }
         }
@@ -221,10 +281,19 @@ impl Runner {
             .iter()
             .map(|i| reports.remove(i).expect("every step reported"))
             .collect();
-        Ok(RunReport {
+        RunReport {
+            run_id,
             steps,
             elapsed: started.elapsed(),
-        })
+        }
+    }
+
+    /// Records a step's report in the run's history; failing to is not an error of the run.
+    async fn record_step(&self, run_id: Option<i64>, report: &StepReport) {
+        let Some(run) = run_id else { return };
+        if let Err(e) = self.store.step_reported(run, report).await {
+            tracing::warn!(error = %e, step = %report.step, "could not record the step in the run's history");
+        }
     }
 
     /// Starts the drift checks of the selected transforms at once, alongside the run's first
@@ -272,6 +341,7 @@ impl Runner {
         let dry_run = ctx.dry_run;
         let started = Instant::now();
         let mut report = StepReport::new(&step.name, step.kind);
+        report.started_at = Some(SystemTime::now());
 
         let lock = if dry_run {
             None
@@ -314,8 +384,16 @@ impl Runner {
         report.counters = ctx.counters.snapshot();
         report.elapsed = started.elapsed();
         let outcome = match &result {
+            Err(e) if e.interrupted => {
+                report.status = StepRunStatus::Interrupted(
+                    "the run was asked to stop: the batches in flight finished, the rest is pending"
+                        .into(),
+                );
+                Outcome::Interrupted
+            }
             Err(e) => {
                 report.status = StepRunStatus::Failed(e.chain());
+                report.error_class = Some(e.class);
                 Outcome::Failed(e.chain())
             }
             Ok(()) if report.keys_failed > 0 => {

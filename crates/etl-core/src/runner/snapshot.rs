@@ -20,7 +20,7 @@ use crate::store::{Commit, Store};
 use crate::value::{Key, Row};
 
 use super::batches::clone_commit;
-use super::{RunOptions, Runner};
+use super::{RunOptions, Runner, Stop};
 
 impl Runner {
     pub(super) async fn run_extract(
@@ -58,6 +58,7 @@ impl Runner {
             opts.retry,
             ctx.dry_run,
         );
+        writer.stop = opts.stop.clone();
         // A full refresh reads the source in full: the extract sees no memo.
         let read = if opts.full_refresh {
             extract.extract(&ctx.without_memo(), &mut writer).await
@@ -106,6 +107,8 @@ pub struct SnapshotWriter {
     deletes: BTreeMap<String, Vec<Key>>,
     duplicates: u64,
     in_flight: FuturesUnordered<tokio::task::JoinHandle<Result<(String, TableCounts), StepError>>>,
+    /// The run's stop signal: once asked, no new batch is sent.
+    stop: Stop,
 }
 
 /// Batches of a snapshot compared and written at once, while the extract reads on.
@@ -140,6 +143,7 @@ impl SnapshotWriter {
             deletes: BTreeMap::new(),
             duplicates: 0,
             in_flight: FuturesUnordered::new(),
+            stop: Stop::default(),
         }
     }
 
@@ -150,6 +154,11 @@ impl SnapshotWriter {
         let fresh = std::mem::take(self.buffers.get_mut(table).expect("output table"));
         if fresh.is_empty() {
             return Ok(());
+        }
+        if self.stop.requested() {
+            // The batches in flight finish; this one and the rest of the snapshot wait for
+            // the next run, which reads the source again.
+            return Err(StepError::interrupted());
         }
         let def = self.pipeline.tables[table].clone();
         let store = self.store.clone();

@@ -27,6 +27,8 @@ pub struct StepError {
     pub retry_after: Option<Duration>,
     /// The connector retried it already (its own layer of retries): the engine does not again.
     pub retried: bool,
+    /// The run was asked to stop (see [`crate::runner::Stop`]); not a fault of anyone.
+    pub interrupted: bool,
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -38,7 +40,17 @@ impl StepError {
             message: message.into(),
             retry_after: None,
             retried: false,
+            interrupted: false,
             source: None,
+        }
+    }
+
+    /// What a step returns when it stops because the run was asked to: it started nothing
+    /// after its last committed batch.
+    pub fn interrupted() -> Self {
+        StepError {
+            interrupted: true,
+            ..Self::fatal("the run was asked to stop")
         }
     }
 

@@ -28,6 +28,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use etl_core::diff::Stored;
+use etl_core::history::{Invocation, RunOutcome};
+use etl_core::report::StepReport;
 use etl_core::step::InputBatch;
 use etl_core::store::{
     Capture, Commit, Outcome, PlanCounts, StepLock, StepStatus, Store, StoreError, TargetDeletes,
@@ -220,5 +222,22 @@ impl Store for PgStore {
 
     async fn status(&self, step: &StepDef) -> Result<StepStatus, StoreError> {
         self.step_status(step).await
+    }
+
+    async fn run_begun(&self, invocation: &Invocation) -> Result<i64, StoreError> {
+        crate::history::run_begun(&self.pool, invocation).await
+    }
+
+    async fn step_reported(&self, run: i64, report: &StepReport) -> Result<(), StoreError> {
+        crate::history::step_reported(&self.pool, run, report).await
+    }
+
+    async fn run_ended(
+        &self,
+        run: i64,
+        outcome: RunOutcome,
+        retention: Duration,
+    ) -> Result<(), StoreError> {
+        crate::history::run_ended(&self.pool, run, outcome, retention).await
     }
 }

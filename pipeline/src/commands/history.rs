@@ -1,0 +1,303 @@
+//! `etl history`: the recent runs (one line each), or one run's steps (`etl history RUN`,
+//! `--last`); `--json` for machines. Also the per-run summary the web page shows.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use etl_postgres::history::{self, RunRow, StepRow};
+
+use crate::exit::Exit;
+
+/// What a run did, summed over its steps.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    pub steps: usize,
+    pub rows_written: u64,
+    pub rows_deleted: u64,
+    pub keys_failed: u64,
+    pub texts_embedded: u64,
+    pub cache_hits: u64,
+    pub graph_writes: u64,
+    pub grist_requests: u64,
+    pub grist_bytes: u64,
+}
+
+impl RunSummary {
+    pub fn of(steps: &[&StepRow]) -> Self {
+        let mut s = RunSummary {
+            steps: steps.len(),
+            ..RunSummary::default()
+        };
+        for step in steps {
+            let (written, deleted) = rows_of(step);
+            s.rows_written += written;
+            s.rows_deleted += deleted;
+            s.keys_failed += step.keys_failed as u64;
+            s.texts_embedded += counter(step, "texts_embedded");
+            s.cache_hits += counter(step, "embedding_cache_hits");
+            s.graph_writes += graph_writes(step);
+            s.grist_requests += counter(step, "grist_requests");
+            s.grist_bytes += counter(step, "grist_bytes");
+        }
+        s
+    }
+
+    /// One short line: what changed, what it cost.
+    pub fn line(&self) -> String {
+        let mut parts = vec![format!("{} rows written", self.rows_written)];
+        if self.rows_deleted > 0 {
+            parts.push(format!("{} deleted", self.rows_deleted));
+        }
+        if self.texts_embedded > 0 || self.cache_hits > 0 {
+            parts.push(format!(
+                "{} texts embedded ({} from the cache)",
+                self.texts_embedded, self.cache_hits
+            ));
+        }
+        if self.graph_writes > 0 {
+            parts.push(format!("{} graph writes", self.graph_writes));
+        }
+        if self.grist_requests > 0 {
+            parts.push(format!(
+                "{} Grist requests ({})",
+                self.grist_requests,
+                bytes(self.grist_bytes)
+            ));
+        }
+        if self.keys_failed > 0 {
+            parts.push(format!("{} keys failed", self.keys_failed));
+        }
+        parts.join(", ")
+    }
+}
+
+/// A step's counter, 0 when absent.
+pub fn counter(step: &StepRow, name: &str) -> u64 {
+    step.counters
+        .get(name)
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+}
+
+/// Rows a step inserted or updated, and rows it deleted, over its tables.
+pub fn rows_of(step: &StepRow) -> (u64, u64) {
+    let mut written = 0;
+    let mut deleted = 0;
+    if let Some(tables) = step.tables.as_object() {
+        for c in tables.values() {
+            let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+            written += n("inserted") + n("updated");
+            deleted += n("deleted");
+        }
+    }
+    (written, deleted)
+}
+
+/// Nodes and edges a step wrote to or removed from the graph.
+pub fn graph_writes(step: &StepRow) -> u64 {
+    [
+        "graph_nodes_written",
+        "graph_nodes_deleted",
+        "graph_edges_written",
+        "graph_edges_deleted",
+    ]
+    .iter()
+    .map(|c| counter(step, c))
+    .sum()
+}
+
+pub fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 10 << 20 => format!("{} MiB", n >> 20),
+        n if n >= 10 << 10 => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
+    }
+}
+
+pub fn millis(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) if ms >= 60_000 => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
+        Some(ms) => format!("{:.2}s", ms as f64 / 1000.0),
+        None => "-".into(),
+    }
+}
+
+#[derive(Serialize)]
+struct RunJson<'a> {
+    #[serde(flatten)]
+    run: &'a RunRow,
+    summary: RunSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<Vec<&'a StepRow>>,
+}
+
+pub async fn history(config: &Path, run: Option<i64>, last: bool, limit: i64, json: bool) -> Exit {
+    let pipeline = match crate::load::load(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprint!("error: {e}");
+            return Exit::Config;
+        }
+    };
+    let store = match super::open_store(&pipeline, false).await {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let pool = store.pool();
+    let one = match (run, last) {
+        (Some(id), _) => Some(id),
+        (None, true) => match history::recent_runs(pool, 1).await {
+            Ok(runs) => match runs.first() {
+                Some(r) => Some(r.run_id),
+                None => {
+                    eprintln!("no run recorded yet");
+                    return Exit::Ok;
+                }
+            },
+            Err(e) => return service(e),
+        },
+        (None, false) => None,
+    };
+    let runs = match one {
+        Some(id) => match history::run(pool, id).await {
+            Ok(Some(r)) => vec![r],
+            Ok(None) => {
+                eprintln!("error: no run {id} in the history (see `etl history` for the recent ones; runs past the retention are pruned)");
+                return Exit::Config;
+            }
+            Err(e) => return service(e),
+        },
+        None => match history::recent_runs(pool, limit).await {
+            Ok(r) => r,
+            Err(e) => return service(e),
+        },
+    };
+    let ids: Vec<i64> = runs.iter().map(|r| r.run_id).collect();
+    let steps = match history::steps_of(pool, &ids).await {
+        Ok(s) => s,
+        Err(e) => return service(e),
+    };
+    let mut by_run: BTreeMap<i64, Vec<&StepRow>> = BTreeMap::new();
+    for s in &steps {
+        by_run.entry(s.run_id).or_default().push(s);
+    }
+    let empty = Vec::new();
+    if json {
+        let out: Vec<RunJson> = runs
+            .iter()
+            .map(|r| {
+                let steps = by_run.get(&r.run_id).unwrap_or(&empty);
+                RunJson {
+                    run: r,
+                    summary: RunSummary::of(steps),
+                    steps: one.map(|_| steps.clone()),
+                }
+            })
+            .collect();
+        let text = match one {
+            Some(_) => serde_json::to_string_pretty(&out[0]),
+            None => serde_json::to_string_pretty(&out),
+        };
+        println!("{}", text.unwrap_or_default());
+        return Exit::Ok;
+    }
+    match one {
+        None => print_runs(&runs, &by_run),
+        Some(_) => print_run(&runs[0], by_run.get(&runs[0].run_id).unwrap_or(&empty)),
+    }
+    Exit::Ok
+}
+
+fn service(e: etl_core::store::StoreError) -> Exit {
+    eprintln!("error: {e} (has `etl migrate` been run?)");
+    Exit::Service
+}
+
+fn outcome(run: &RunRow) -> &str {
+    run.outcome.as_deref().unwrap_or("running or died")
+}
+
+fn print_runs(runs: &[RunRow], by_run: &BTreeMap<i64, Vec<&StepRow>>) {
+    if runs.is_empty() {
+        println!("no run recorded yet");
+        return;
+    }
+    println!(
+        "{:>6}  {:<24} {:>9}  {:<16} {:<20} what it did",
+        "run", "started (UTC)", "took", "outcome", "worker"
+    );
+    let empty = Vec::new();
+    for r in runs {
+        let summary = RunSummary::of(by_run.get(&r.run_id).unwrap_or(&empty));
+        println!(
+            "{:>6}  {:<24} {:>9}  {:<16} {:<20} {}",
+            r.run_id,
+            r.started_at,
+            millis(r.elapsed_ms),
+            outcome(r),
+            r.worker,
+            summary.line()
+        );
+    }
+}
+
+fn print_run(run: &RunRow, steps: &[&StepRow]) {
+    println!("run {}: {}", run.run_id, outcome(run));
+    println!("  command:  {}", run.command);
+    println!(
+        "  started:  {}   finished: {}   took {}",
+        run.started_at,
+        run.finished_at.as_deref().unwrap_or("-"),
+        millis(run.elapsed_ms)
+    );
+    println!("  host:     {} (pid {})", run.host, run.pid);
+    println!("  summary:  {}", RunSummary::of(steps).line());
+    let mut workers: BTreeMap<&str, usize> = BTreeMap::new();
+    workers.insert(run.worker.as_str(), steps.len());
+    for (w, n) in workers {
+        println!("  worker {w}: {n} steps");
+    }
+    println!();
+    println!(
+        "  {:<24} {:<9} {:>9} {:<14} {:>8} {:>7}",
+        "step", "kind", "took", "outcome", "keys", "failed"
+    );
+    for s in steps {
+        println!(
+            "  {:<24} {:<9} {:>9} {:<14} {:>8} {:>7}",
+            s.step,
+            s.kind,
+            millis(Some(s.elapsed_ms)),
+            s.outcome,
+            s.keys_processed,
+            s.keys_failed
+        );
+        if let Some(reason) = &s.reason {
+            println!("      {reason}");
+        }
+        if let Some(tables) = s.tables.as_object() {
+            for (t, c) in tables {
+                let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+                println!(
+                    "      {t:<28} +{} ~{} -{} ={}",
+                    n("inserted"),
+                    n("updated"),
+                    n("deleted"),
+                    n("unchanged")
+                );
+            }
+        }
+        if let Some(counters) = s.counters.as_object() {
+            for (name, v) in counters {
+                println!("      {name}: {v}");
+            }
+        }
+        if let Some(failures) = s.failures.as_array() {
+            for f in failures {
+                println!("      failed: {}", f.as_str().unwrap_or_default());
+            }
+        }
+    }
+}
