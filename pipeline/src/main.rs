@@ -69,6 +69,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the runs, per-key lineage, /metrics and /healthz over HTTP (read-only).
+    Serve {
+        /// The address to listen on: 127.0.0.1 unless a reverse proxy with auth is in front.
+        #[arg(long, default_value = "127.0.0.1", env = "ETL_SERVE_BIND")]
+        bind: std::net::IpAddr,
+        #[arg(long, default_value_t = 8485, env = "ETL_SERVE_PORT")]
+        port: u16,
+        /// With --every: the schedule runs in this process too.
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Apply the database migrations.
     Migrate {
         /// Dimension of the embedding columns (vector(N)).
@@ -206,6 +217,9 @@ fn main() -> ExitCode {
             Command::Run(args) => commands::run::run(&cli.config, &args).await,
             Command::Plan(select) => commands::run::plan(&cli.config, &select).await,
             Command::Status(select) => commands::status::status(&cli.config, &select).await,
+            Command::Serve { bind, port, run } => {
+                commands::serve::serve(&cli.config, bind, port, &run).await
+            }
             Command::History {
                 run,
                 last,

@@ -5,6 +5,7 @@
 //! | [`store`] | [`PgStore`]: the engine's `Store` (row metadata, capture, batches, runs, memos) |
 //! | [`reads`] | the reads a step may make of the engine's state (`StoreReads`): drift checks |
 //! | [`history`] | the run history (`etl.runs`, `etl.run_steps`): written as runs go, read back |
+//! | [`pending`] | how long a step's oldest unprocessed change has waited (for the metrics) |
 //! | [`deletions`] | what a transform's run would delete, counted before it deletes anything |
 //! | [`schema`] | the data tables' columns and the bookkeeping tables beside them |
 //! | [`lock`] | the session advisory locks a step holds while it runs |
@@ -18,6 +19,7 @@ pub mod history;
 pub mod ident;
 pub mod lock;
 pub mod migrate;
+pub mod pending;
 pub mod reads;
 pub mod schema;
 pub mod store;

@@ -5,6 +5,7 @@ pub mod grist;
 pub mod history;
 pub mod run;
 pub mod search;
+pub mod serve;
 pub mod status;
 pub mod verify;
 

@@ -17,10 +17,15 @@ use crate::{RunArgs, SelectArgs};
 
 pub async fn run(config: &Path, args: &RunArgs) -> Exit {
     let stop = crate::schedule::stop_on_signals();
+    run_with(config, args, &stop).await
+}
+
+/// `etl run`, once or `--every`, stopped by `stop`.
+pub async fn run_with(config: &Path, args: &RunArgs, stop: &Stop) -> Exit {
     match args.every.as_deref().filter(|e| !e.is_empty()) {
-        None => run_once(config, args, &stop).await,
+        None => run_once(config, args, stop).await,
         Some(every) => match crate::schedule::parse_duration(every) {
-            Ok(interval) => run_every(config, args, interval, &stop).await,
+            Ok(interval) => run_every(config, args, interval, stop).await,
             Err(e) => {
                 eprintln!("error: --every (ETL_EVERY): {e}");
                 Exit::Config

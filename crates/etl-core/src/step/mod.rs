@@ -189,6 +189,25 @@ pub trait Extract: Send + Sync {
     async fn unchanged_since(&self, _ctx: &StepContext, _memo: &str) -> Result<bool, StepError> {
         Ok(false)
     }
+
+    /// Where the row with `key` of output `role` comes from in the source, in the source's
+    /// own terms, for lineage (`etl serve`'s `/lineage`). Reads nothing: it says where to look.
+    fn origin(&self, _role: &str, _key: &Key) -> Option<Origin> {
+        None
+    }
+}
+
+/// Where an extract's row comes from, for a person to find it in the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The source, e.g. "Grist doc `Data` on https://grist.example.com".
+    pub source: String,
+    /// The source's table, e.g. `Anchor_person`.
+    pub table: String,
+    /// Which row, e.g. "the row whose `person_id` is `p1`".
+    pub row: String,
+    /// A link to the source's page, when it has one.
+    pub url: Option<String>,
 }
 
 /// The names of the input roles steps declare: what `pipelines.toml` binds tables to, and what

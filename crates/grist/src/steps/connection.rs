@@ -15,8 +15,8 @@ use crate::changes::DocState;
 use crate::read_log::ReadLog;
 use crate::{GristClient, GristConfig};
 use etl_core::config::Settings;
-use etl_core::step::{OutputRole, SnapshotSink};
-use etl_core::{Extract, StepContext, StepError};
+use etl_core::step::{Origin, OutputRole, SnapshotSink};
+use etl_core::{Extract, Key, StepContext, StepError};
 
 pub fn client(settings: &mut Settings) -> GristClient {
     let server_url = settings.runtime_string("server_url").unwrap_or_default();
@@ -65,6 +65,11 @@ pub trait GristRead: Send + Sync {
         _out: &mut dyn SnapshotSink,
     ) -> Result<Option<Value>, StepError> {
         Ok(None)
+    }
+
+    /// Where a row of output `role` comes from (see `etl_core::step::Extract::origin`).
+    fn origin(&self, _role: &str, _key: &Key) -> Option<Origin> {
+        None
     }
 }
 
@@ -131,6 +136,10 @@ fn count_traffic(ctx: &StepContext, log: &ReadLog) {
 impl<R: GristRead> Extract for Remembering<R> {
     fn outputs(&self) -> Vec<OutputRole> {
         self.0.outputs()
+    }
+
+    fn origin(&self, role: &str, key: &Key) -> Option<Origin> {
+        self.0.origin(role, key)
     }
 
     async fn check(&self) -> Result<(), StepError> {

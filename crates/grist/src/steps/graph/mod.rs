@@ -37,8 +37,8 @@ use serde_json::Value as J;
 
 use crate::{Column, GristClient};
 use etl_core::step::roles::{EDGE_KEY, NODE_KEY};
-use etl_core::step::{OutputRole, SnapshotSink};
-use etl_core::{Row, StepContext, StepError};
+use etl_core::step::{Origin, OutputRole, SnapshotSink};
+use etl_core::{Key, Row, StepContext, StepError};
 
 use self::anchors::{AnchorTable, Displays};
 use self::edges::{EdgeWriter, LinkTable, NodeIds, BATCH};
@@ -150,6 +150,53 @@ impl GristRead for GraphExtract {
                 columns: &["attributes"],
             },
         ]
+    }
+
+    fn origin(&self, role: &str, key: &Key) -> Option<Origin> {
+        let p = key.parts();
+        let (source, url) = if self.data_doc.is_empty() || self.client.server().is_empty() {
+            // This process was started without the Grist settings (GRIST_DATA_DOC_ID...).
+            (
+                "the Grist Data doc (not configured in this process)".to_string(),
+                None,
+            )
+        } else {
+            (
+                format!("Grist doc `{}` on {}", self.data_doc, self.client.server()),
+                Some(format!(
+                    "{}/doc/{}",
+                    self.client.server().trim_end_matches('/'),
+                    self.data_doc
+                )),
+            )
+        };
+        match role {
+            "nodes" if p.len() == 2 => {
+                let (node_id, noun) = (&p[0], &p[1]);
+                let row = match node_id.strip_prefix(&format!("{noun}:")) {
+                    Some(row_id) if row_id.parse::<i64>().is_ok() => {
+                        format!("row {row_id} (its `{noun}_id` is blank)")
+                    }
+                    _ => format!("the row whose `{noun}_id` is `{node_id}`"),
+                };
+                Some(Origin {
+                    source,
+                    table: format!("Anchor_{noun}"),
+                    row,
+                    url,
+                })
+            }
+            "edges" if p.len() == 5 => Some(Origin {
+                source,
+                table: format!(
+                    "the `Link_` table of link `{}`, or a reference column of `Anchor_{}`",
+                    p[4], p[2]
+                ),
+                row: format!("the row linking `{}` to `{}`", p[0], p[1]),
+                url,
+            }),
+            _ => None,
+        }
     }
 
     async fn check(&self) -> Result<(), StepError> {

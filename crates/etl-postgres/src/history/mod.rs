@@ -13,6 +13,8 @@ use etl_core::store::StoreError;
 
 use crate::error::db;
 
+pub mod summary;
+
 /// Records that a run began; returns its id.
 pub async fn run_begun(pool: &PgPool, invocation: &Invocation) -> Result<i64, StoreError> {
     sqlx::query_scalar(
