@@ -182,10 +182,29 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 
 fn init_logging(format: LogFormat, verbose: u8) {
     use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "info,sqlx=warn",
-        1 => "debug,sqlx=warn",
+    // Our own crates at info (debug with -v); dependencies at warn, so that a run's log is
+    // its steps, not connection pools being made.
+    const OURS: [&str; 8] = [
+        "etl",
+        "etl_core",
+        "etl_postgres",
+        "etl_web",
+        "grist",
+        "grist_emulator",
+        "graph",
+        "embeddings",
+    ];
+    let ours = match verbose {
+        0 => "info",
+        1 => "debug",
         _ => "trace",
+    };
+    let default = match verbose {
+        0 | 1 => std::iter::once("warn".to_string())
+            .chain(OURS.iter().map(|c| format!("{c}={ours}")))
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => "trace".to_string(),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 
 use grist_emulator::{Docs, Emulator, RunningEmulator};

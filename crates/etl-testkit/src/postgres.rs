@@ -108,6 +108,28 @@ impl TestDb {
         v
     }
 
+    /// Runs a query returning at most one text (NULL or no row: `None`).
+    pub async fn text(&self, sql: &str) -> Option<String> {
+        let mut c = self.connect().await;
+        let v: Option<Option<String>> = sqlx::query_scalar(sql)
+            .fetch_optional(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        c.close().await.ok();
+        v.flatten()
+    }
+
+    /// Runs a query returning one text per row.
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        let mut c = self.connect().await;
+        let v: Vec<String> = sqlx::query_scalar(sql)
+            .fetch_all(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        c.close().await.ok();
+        v
+    }
+
     pub async fn execute(&self, sql: &str) {
         let mut c = self.connect().await;
         sqlx::query(sql)

@@ -38,7 +38,7 @@ pub fn page(title: &str, body: Markup) -> Markup {
                     a href="/metrics" { "metrics" }
                     form #search method="get" action="/lineage" {
                         label for="node" { "node id " }
-                        input #node type="text" name="node" placeholder="e.g. person_1";
+                        input #node type="text" name="node" placeholder="e.g. person:1";
                         " "
                         button type="submit" { "lineage" }
                     }
@@ -66,6 +66,15 @@ pub fn run_link(run: Option<i64>) -> Markup {
         @match run {
             Some(id) => a href={"/runs/" (id)} { "run " (id) },
             None => span.muted { "before the history" },
+        }
+    }
+}
+
+/// Text whose `backticked` parts are names: shown as code.
+pub fn ticks(text: &str) -> Markup {
+    html! {
+        @for (i, part) in text.split('`').enumerate() {
+            @if i % 2 == 1 { code { (part) } } @else { (part) }
         }
     }
 }

@@ -6,7 +6,7 @@
 use maud::{html, Markup};
 use serde_json::Value;
 
-use crate::layout::{page as frame, run_link};
+use crate::layout::{page as frame, run_link, ticks};
 use crate::lineage::{lineage, StoredRow, TableRows};
 use crate::{Site, WebError};
 
@@ -97,7 +97,9 @@ fn row(r: &StoredRow, node: Option<&str>) -> Markup {
                 }
                 @if let Some(o) = &r.origin {
                     div.origin {
-                        "from " (o.source) ", table " code { (o.table) } ", " (o.row)
+                        "from " (ticks(&o.source)) ", table "
+                        @if o.table.contains('`') { (ticks(&o.table)) } @else { code { (o.table) } }
+                        ", " (ticks(&o.row))
                         @if let Some(url) = &o.url { " (" a href=(url) { "open" } ")" }
                     }
                 }

@@ -52,6 +52,19 @@ struct OutcomeL {
 
 type FGauge = Gauge<f64, AtomicU64>;
 
+/// One step of a recorded run, as the metrics read it.
+#[derive(sqlx::FromRow)]
+struct StepRun {
+    step: String,
+    outcome: String,
+    error_class: Option<String>,
+    elapsed_ms: i64,
+    keys_processed: i64,
+    keys_failed: i64,
+    started: bool,
+    finished: Option<f64>,
+}
+
 /// Seconds: from a no-op (tens of ms) to a full build of a large graph (an hour).
 const DURATION_BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
@@ -199,24 +212,25 @@ async fn from_history(registry: &mut Registry, pool: &PgPool) -> Result<(), WebE
     let step_success = Family::<StepL, FGauge>::default();
     let keys = Family::<StepL, Counter>::default();
     let errors = Family::<ClassL, Counter>::default();
-    let rows: Vec<(
-        String,
-        String,
-        Option<String>,
-        i64,
-        i64,
-        i64,
-        bool,
-        Option<f64>,
-    )> = sqlx::query_as(
+    let rows: Vec<StepRun> = sqlx::query_as(
         "SELECT step, outcome, error_class, elapsed_ms, keys_processed, keys_failed,
-                    started_at IS NOT NULL, extract(epoch FROM finished_at)::float8
-               FROM etl.run_steps",
+                started_at IS NOT NULL AS started, extract(epoch FROM finished_at)::float8 AS finished
+           FROM etl.run_steps",
     )
     .fetch_all(pool)
     .await
     .map_err(db("reading etl.run_steps for the metrics"))?;
-    for (step, outcome, class, elapsed_ms, processed, keys_failed, started, finished) in rows {
+    for StepRun {
+        step,
+        outcome,
+        error_class: class,
+        elapsed_ms,
+        keys_processed: processed,
+        keys_failed,
+        started,
+        finished,
+    } in rows
+    {
         let l = StepL { step: step.clone() };
         if started {
             step_durations

@@ -93,6 +93,21 @@ pub async fn check(config: &Path) -> Exit {
             Err(e) => {
                 println!("step {}: {}", step.name, e.chain());
                 exit = Exit::Service;
+                continue;
+            }
+        }
+        if let StepImpl::Extract(x) = &step.implementation {
+            match x.problems().await {
+                Ok(found) => {
+                    for p in found {
+                        println!("step {}: warning: {p}", step.name);
+                    }
+                }
+                Err(e) => println!(
+                    "step {}: cannot look for mistakes: {}",
+                    step.name,
+                    e.chain()
+                ),
             }
         }
     }

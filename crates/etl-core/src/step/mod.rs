@@ -190,6 +190,12 @@ pub trait Extract: Send + Sync {
         Ok(false)
     }
 
+    /// Mistakes in the source that do not stop a run but leave something out (for `etl
+    /// check`), each naming where to fix it. Reads the source; the default finds none.
+    async fn problems(&self) -> Result<Vec<String>, StepError> {
+        Ok(Vec::new())
+    }
+
     /// Where the row with `key` of output `role` comes from in the source, in the source's
     /// own terms, for lineage (`etl serve`'s `/lineage`). Reads nothing: it says where to look.
     fn origin(&self, _role: &str, _key: &Key) -> Option<Origin> {

@@ -40,14 +40,17 @@ impl RunSummary {
 
     /// One short line: what changed, what it cost.
     pub fn line(&self) -> String {
-        let mut parts = vec![format!("{} rows written", self.rows_written)];
+        let mut parts = vec![format!("{} written", plural(self.rows_written, "row"))];
         if self.rows_deleted > 0 {
             parts.push(format!("{} deleted", self.rows_deleted));
         }
-        if self.texts_embedded > 0 || self.cache_hits > 0 {
+        if self.texts_embedded > 0 {
+            parts.push(format!("{} embedded", plural(self.texts_embedded, "text")));
+        }
+        if self.cache_hits > 0 {
             parts.push(format!(
-                "{} texts embedded ({} from the cache)",
-                self.texts_embedded, self.cache_hits
+                "{} found in the embedding cache",
+                plural(self.cache_hits, "text")
             ));
         }
         if self.graph_writes > 0 {
@@ -100,6 +103,15 @@ pub fn graph_writes(step: &StepRow) -> u64 {
     .iter()
     .map(|c| counter(step, c))
     .sum()
+}
+
+/// `1 text`, `2 texts`.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 pub fn bytes(n: u64) -> String {

@@ -67,6 +67,11 @@ pub trait GristRead: Send + Sync {
         Ok(None)
     }
 
+    /// Mistakes in the docs that leave something out (see `etl_core::step::Extract::problems`).
+    async fn problems(&self) -> Result<Vec<String>, StepError> {
+        Ok(Vec::new())
+    }
+
     /// Where a row of output `role` comes from (see `etl_core::step::Extract::origin`).
     fn origin(&self, _role: &str, _key: &Key) -> Option<Origin> {
         None
@@ -140,6 +145,10 @@ impl<R: GristRead> Extract for Remembering<R> {
 
     fn origin(&self, role: &str, key: &Key) -> Option<Origin> {
         self.0.origin(role, key)
+    }
+
+    async fn problems(&self) -> Result<Vec<String>, StepError> {
+        self.0.problems().await
     }
 
     async fn check(&self) -> Result<(), StepError> {

@@ -29,6 +29,7 @@ mod changes;
 mod edges;
 mod facts;
 mod model;
+mod problems;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -82,6 +83,32 @@ fn classify(model: &Model, tables: &[String], ctx: &StepContext) -> GraphTables 
         }
     }
     out
+}
+
+/// Warns once of each mistake of the data model that leaves nodes, attributes or edges out.
+fn warn_of_problems(
+    x: &GraphExtract,
+    model: &Model,
+    tables: &[String],
+    anchors: &HashMap<String, AnchorTable>,
+    ctx: &StepContext,
+) {
+    let columns: HashMap<String, Vec<String>> = anchors
+        .iter()
+        .map(|(noun, a)| {
+            (
+                noun.clone(),
+                a.columns.iter().map(|c| c.id.clone()).collect(),
+            )
+        })
+        .collect();
+    let found = problems::problems(model, (&x.data_model_doc, &x.data_doc), tables, &columns);
+    for p in &found {
+        tracing::warn!(doc = %p.doc, table = p.table, row = %p.row, "{}", p.message);
+    }
+    if !found.is_empty() {
+        ctx.counters.add("data_model_problems", found.len() as u64);
+    }
 }
 
 /// The columns of an anchor table that give its nodes' attributes.
@@ -173,10 +200,11 @@ impl GristRead for GraphExtract {
         match role {
             "nodes" if p.len() == 2 => {
                 let (node_id, noun) = (&p[0], &p[1]);
+                // `<noun>:<row id>` is also the id of a row whose `<noun>_id` is blank.
                 let row = match node_id.strip_prefix(&format!("{noun}:")) {
-                    Some(row_id) if row_id.parse::<i64>().is_ok() => {
-                        format!("row {row_id} (its `{noun}_id` is blank)")
-                    }
+                    Some(row_id) if row_id.parse::<i64>().is_ok() => format!(
+                        "the row whose `{noun}_id` is `{node_id}` (or row {row_id}, if its `{noun}_id` is blank)"
+                    ),
                     _ => format!("the row whose `{noun}_id` is `{node_id}`"),
                 };
                 Some(Origin {
@@ -197,6 +225,28 @@ impl GristRead for GraphExtract {
             }),
             _ => None,
         }
+    }
+
+    async fn problems(&self) -> Result<Vec<String>, StepError> {
+        let model =
+            Model::from_rows(&data_model::read(&self.client, &self.data_model_doc, None).await?);
+        let tables = self.client.tables(&self.data_doc).await?;
+        let mut columns = HashMap::new();
+        for t in &tables {
+            if let Some(noun) = model.anchor_of_table(t) {
+                let ids = self.client.columns(&self.data_doc, t).await?;
+                columns.insert(noun.to_string(), ids.into_iter().map(|c| c.id).collect());
+            }
+        }
+        Ok(problems::problems(
+            &model,
+            (&self.data_model_doc, &self.data_doc),
+            &tables,
+            &columns,
+        )
+        .iter()
+        .map(ToString::to_string)
+        .collect())
     }
 
     async fn check(&self) -> Result<(), StepError> {
@@ -224,6 +274,7 @@ impl GristRead for GraphExtract {
             let loaded = AnchorTable::load(client, &self.data_doc, noun, table, ctx).await?;
             anchors.insert(noun.clone(), loaded);
         }
+        warn_of_problems(self, &model, &tables, &anchors, ctx);
         let mut displays = Displays::default();
         for a in anchors.values() {
             displays

@@ -1,0 +1,423 @@
+//! Operating etl: the run history, `etl run --every` and its clean stop on SIGTERM, the
+//! Prometheus metrics and the lineage page of `etl serve`. The built binary, the demo docs in a
+//! Grist emulator, real Postgres and the Bolt graph server; every test reads back what it
+//! asserts (rows, pages, series).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use support::serve::Served;
+use support::{root, Setup};
+
+const DATA: &str = "demo-data";
+
+async fn history_json(s: &Setup, args: &[&str]) -> Value {
+    let mut all = vec!["history", "--json"];
+    all.extend_from_slice(args);
+    let r = s.etl(&all, &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_records_each_run_with_its_steps_and_failed_keys() {
+    let s = Setup::demo().await;
+    s.model.poison("Ada Brook");
+    let first = s.etl(&["run"], &[]).await;
+    assert_eq!(first.code, Some(1), "a key failed: {first}");
+    s.model.cure();
+    s.run().await;
+
+    let runs = history_json(&s, &[]).await;
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    // Newest first.
+    assert_eq!(runs[0]["outcome"], "succeeded");
+    assert_eq!(runs[1]["outcome"], "keys_failed");
+    assert_eq!(runs[1]["command"], "etl run");
+    assert!(runs[1]["summary"]["texts_embedded"].as_u64().unwrap() > 0);
+    assert!(runs[1]["summary"]["grist_requests"].as_u64().unwrap() > 0);
+
+    let failed_run = runs[1]["run_id"].as_i64().unwrap();
+    let one = history_json(&s, &[&failed_run.to_string()]).await;
+    let steps = one["steps"].as_array().unwrap();
+    let embed = steps.iter().find(|st| st["step"] == "embed_nodes").unwrap();
+    assert_eq!(embed["outcome"], "keys_failed");
+    assert_eq!(embed["keys_failed"], 1);
+    // The failed key, by its digest (no row value in the history), and why.
+    let failures = embed["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let failure = failures[0].as_str().unwrap();
+    assert!(
+        failure.starts_with("key#") && failure.contains("`person_name`"),
+        "{failure}"
+    );
+    assert!(!failure.contains("Ada Brook"), "{failure}");
+    assert!(embed["counters"]["texts_embedded"].as_u64().unwrap() > 0);
+    assert!(
+        embed["tables"]["rag_anchor_embeddings"]["inserted"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    // Every step of the pipeline is recorded under the run, with its start.
+    assert_eq!(steps.len(), 11, "{steps:?}");
+    assert!(steps.iter().all(|st| st["started_at"].is_string()));
+
+    // The retry of the failed key is the second run's work.
+    let last = history_json(&s, &["--last"]).await;
+    let embed = last["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["step"] == "embed_nodes")
+        .unwrap()
+        .clone();
+    assert_eq!(embed["keys_processed"], 1, "{embed}");
+    assert_eq!(embed["outcome"], "succeeded");
+
+    // The text form lists both, and one run's steps.
+    let text = s.etl(&["history"], &[]).await;
+    assert!(
+        text.stdout.contains("keys_failed") && text.stdout.contains("succeeded"),
+        "{text}"
+    );
+    let text = s.etl(&["history", &failed_run.to_string()], &[]).await;
+    assert!(
+        text.stdout.contains("embed_nodes") && text.stdout.contains("failed: key#"),
+        "{text}"
+    );
+    let missing = s.etl(&["history", "999999"], &[]).await;
+    assert_eq!(missing.code, Some(4), "{missing}");
+
+    // Retention: runs older than it are pruned by the next run's end.
+    s.db.execute("UPDATE etl.runs SET started_at = started_at - interval '40 days'")
+        .await;
+    s.etl(&["run"], &[("ETL_HISTORY_RETENTION", "30d")]).await;
+    assert_eq!(s.count("SELECT count(*) FROM etl.runs").await, 1);
+    assert_eq!(
+        s.count("SELECT count(DISTINCT run_id) FROM etl.run_steps")
+            .await,
+        1
+    );
+}
+
+/// The rows of a run of the history, by step, and the run's outcome.
+async fn run_row(s: &Setup, run: i64) -> (Option<String>, BTreeSet<String>) {
+    let outcome: Option<String> =
+        s.db.text(&format!(
+            "SELECT outcome FROM etl.runs WHERE run_id = {run}"
+        ))
+        .await;
+    let steps =
+        s.db.texts(&format!(
+            "SELECT step || '=' || outcome FROM etl.run_steps WHERE run_id = {run}"
+        ))
+        .await;
+    (outcome, steps.into_iter().collect())
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_runs_again_and_stops_cleanly_on_sigterm_mid_run() {
+    let s = Setup::demo().await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl"));
+    cmd.current_dir(root())
+        .args(["run", "--every", "1s"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in &s.env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+
+    // Two rounds, the second a no-op.
+    wait_for("two finished runs", Duration::from_secs(60), async || {
+        s.count("SELECT count(*) FROM etl.runs WHERE outcome = 'succeeded'")
+            .await
+            >= 2
+    })
+    .await;
+    assert_eq!(s.count("SELECT count(*) FROM nodes").await, 34);
+
+    // A rename, and a slow model: the next round stops in the middle of its embeddings.
+    s.model.set_latency(Duration::from_secs(3));
+    s.docs()
+        .update_record(
+            DATA,
+            "Anchor_person",
+            1,
+            json!({"person_name": "Ada Renamed"}),
+        )
+        .unwrap();
+    let before = s
+        .count("SELECT coalesce(max(run_id), 0) FROM etl.runs")
+        .await;
+    // SIGTERM while the model holds the embedding request: that batch is in flight.
+    wait_for(
+        "the next run's embedding request",
+        Duration::from_secs(30),
+        async || s.model.texts().iter().any(|t| t == "Ada Renamed"),
+    )
+    .await;
+    let run = s
+        .count(&format!(
+            "SELECT max(run_id) FROM etl.runs WHERE run_id > {before}"
+        ))
+        .await;
+    let killed_at = Instant::now();
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("etl exits after its batch in flight")
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the loop ends with 0 when asked to stop"
+    );
+    // It waited for the batch in flight (the model's 3 s), no longer than a few of them.
+    assert!(killed_at.elapsed() < Duration::from_secs(20));
+
+    let (outcome, steps) = run_row(&s, run).await;
+    assert_eq!(outcome.as_deref(), Some("interrupted"), "{steps:?}");
+    // The step stopped after its batch in flight, which committed: its work is not lost.
+    assert!(steps.contains("embed_nodes=interrupted"), "{steps:?}");
+    assert_eq!(
+        s.count("SELECT count(*) FROM rag_anchor_embeddings WHERE attribute_value = 'Ada Renamed'")
+            .await,
+        1
+    );
+    // No round after the stop.
+    assert_eq!(
+        s.count(&format!(
+            "SELECT count(*) FROM etl.runs WHERE run_id > {run}"
+        ))
+        .await,
+        0
+    );
+
+    // The next run converges: the graph gets the rename.
+    s.model.set_latency(Duration::ZERO);
+    s.run().await;
+    let names = s.graph_nodes().await.join("\n");
+    assert!(names.contains("Ada Renamed"), "{names}");
+    assert_eq!(
+        s.count("SELECT count(*) FROM rag_anchor_embeddings WHERE attribute_value = 'Ada Renamed'")
+            .await,
+        1
+    );
+    let r = s.run().await;
+    assert!(
+        r.stdout.contains("graph_nodes") && !r.stdout.contains("graph_nodes_written"),
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_carry_every_series() {
+    let s = Setup::demo().await;
+    s.model.poison("Ada Brook");
+    s.etl(&["run"], &[]).await;
+    s.model.cure();
+    s.run().await;
+    // Something pending: a rename not yet run.
+    s.docs()
+        .update_record(
+            DATA,
+            "Anchor_person",
+            2,
+            json!({"person_name": "Ben Renamed"}),
+        )
+        .unwrap();
+    s.etl(&["run", "--step", "grist_graph"], &[]).await;
+
+    let served = Served::start(&s, &[]).await;
+    let (status, text) = served.get("/metrics").await;
+    assert_eq!(status, 200);
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|m| m.metric == name && labels.iter().all(|(k, v)| m.labels.get(k) == Some(*v)))
+            .map(|m| match &m.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => *v,
+                prometheus_parse::Value::Histogram(h) => {
+                    h.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
+                prometheus_parse::Value::Summary(_) => f64::NAN,
+            })
+    };
+    // Pending now: the rename waits in `nodes` and the steps after it.
+    assert_eq!(
+        value("etl_keys_pending", &[("step", "nodes")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(value("etl_oldest_pending_age_seconds", &[("step", "nodes")]).unwrap() > 0.0);
+    assert_eq!(
+        value("etl_oldest_pending_age_seconds", &[("step", "graph_edges")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value("etl_keys_failed", &[("step", "embed_nodes")]),
+        Some(0.0)
+    );
+    assert!(value("etl_last_successful_run_timestamp_seconds", &[]).unwrap() > 1.7e9);
+    assert!(
+        value(
+            "etl_step_last_success_timestamp_seconds",
+            &[("step", "graph_edges")]
+        )
+        .unwrap()
+            > 1.7e9
+    );
+    assert_eq!(
+        value("etl_runs_total", &[("outcome", "keys_failed")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("etl_runs_total", &[("outcome", "succeeded")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        value("etl_run_duration_seconds_count", &[]),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(
+        value(
+            "etl_step_duration_seconds_count",
+            &[("step", "embed_nodes")]
+        )
+        .unwrap()
+            >= 2.0
+    );
+    assert_eq!(
+        value(
+            "etl_rows_written_total",
+            &[("step", "nodes"), ("table", "nodes"), ("op", "inserted")]
+        ),
+        Some(34.0)
+    );
+    assert!(value("etl_embedding_texts_total", &[("step", "embed_nodes")]).unwrap() > 30.0);
+    assert!(value("etl_embedding_tokens_total", &[("step", "embed_nodes")]).unwrap() > 30.0);
+    assert!(value("etl_embedding_cache_hits_total", &[("step", "embed_nodes")]).is_some());
+    assert!(
+        value(
+            "etl_graph_writes_total",
+            &[("step", "graph_nodes"), ("op", "nodes_written")]
+        )
+        .unwrap()
+            >= 34.0
+    );
+    assert!(value("etl_grist_requests_total", &[("step", "grist_graph")]).unwrap() > 0.0);
+    assert!(value("etl_grist_bytes_total", &[("step", "grist_graph")]).unwrap() > 0.0);
+    assert_eq!(
+        value(
+            "etl_errors_total",
+            &[("step", "embed_nodes"), ("class", "data")]
+        ),
+        Some(1.0)
+    );
+    // Nothing secret in it.
+    assert!(!text.contains(support::MODEL_KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lineage_page_of_a_renamed_person_shows_both_runs() {
+    let s = Setup::demo().await;
+    s.run().await;
+    s.docs()
+        .update_record(
+            DATA,
+            "Anchor_person",
+            3,
+            json!({"person_name": "Chloe Renamed"}),
+        )
+        .unwrap();
+    s.run().await;
+    let runs =
+        s.db.texts("SELECT run_id::text FROM etl.runs ORDER BY run_id")
+            .await;
+    assert_eq!(runs.len(), 2);
+
+    let served = Served::start(&s, &[]).await;
+    let (status, page) = served.get("/lineage?node=person%3A3").await;
+    assert_eq!(status, 200, "{page}");
+    // The node rows: created by the first run, changed by the second; the source row named.
+    for table in ["grist_nodes", "nodes", "rag_anchor_embeddings"] {
+        let section = section_of(&page, table);
+        assert!(
+            section.contains(&format!("href=\"/runs/{}\"", runs[0])),
+            "{table}: {section}"
+        );
+        assert!(
+            section.contains(&format!("href=\"/runs/{}\"", runs[1])),
+            "{table}: {section}"
+        );
+    }
+    assert!(page.contains("Chloe Renamed"));
+    assert!(
+        page.contains("Anchor_person")
+            && page.contains("the row whose <code>person_id</code> is <code>person:3</code>"),
+        "{page}"
+    );
+    // In the graph, and its edges both ways linked to the nodes at their other ends.
+    assert!(
+        page.contains(
+            "<ul id=\"in-graph\"><li><code>person</code>: <span class=\"outcome succeeded\">yes"
+        ),
+        "{page}"
+    );
+    assert!(page.contains("href=\"/lineage?node=city%3A1\""), "{page}");
+    // A node nobody has, and an id that is markup, are answered plainly.
+    let (_, none) = served
+        .get("/lineage?node=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .await;
+    assert!(none.contains("id=\"not-found\""));
+    assert!(!none.contains("<script>alert(1)</script>") && none.contains("&lt;script&gt;"));
+    // The run page of the rename says what it did.
+    let (status, run) = served.get(&format!("/runs/{}", runs[1])).await;
+    assert_eq!(status, 200);
+    assert!(
+        run.contains("data-step=\"embed_nodes\"") && run.contains("texts_embedded: 1"),
+        "{run}"
+    );
+    let (status, _) = served.get("/runs/999999").await;
+    assert_eq!(status, 404);
+    drop(served);
+}
+
+/// The part of a lineage page about one table.
+fn section_of<'a>(page: &'a str, table: &str) -> &'a str {
+    let start = page
+        .find(&format!("data-table=\"{table}\""))
+        .unwrap_or_else(|| panic!("no section for {table}"));
+    let rest = &page[start..];
+    let end = rest.find("</section>").unwrap_or(rest.len());
+    &rest[..end]
+}
