@@ -421,3 +421,57 @@ fn section_of<'a>(page: &'a str, table: &str) -> &'a str {
     let end = rest.find("</section>").unwrap_or(rest.len());
     &rest[..end]
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_model_mistakes_are_warned_once_and_listed_by_check() {
+    let s = Setup::demo().await;
+    let model = "demo-data-model";
+    // An anchor with no table (silent before), an attribute with no column, a link to an
+    // unknown anchor.
+    s.docs()
+        .add_record(
+            model,
+            "Anchors",
+            json!({"noun": "pet", "description": "A pet"}),
+        )
+        .unwrap();
+    s.docs()
+        .add_record(
+            model,
+            "Anchor_attributes",
+            json!({"anchor": "person", "attribute_name": "shoe_size", "embeddable": false}),
+        )
+        .unwrap();
+    s.docs()
+        .add_record(
+            model,
+            "Links",
+            json!({"anchor1": "person", "anchor2": "dragon", "sentence": "PERSON_rides_DRAGON"}),
+        )
+        .unwrap();
+    let run = s.etl(&["run"], &[]).await;
+    assert_eq!(run.code, Some(0), "a mistake is not a failure: {run}");
+    let expected = [
+        "Data Model doc `demo-data-model`, table `Anchors`, the row of noun `pet`",
+        "table `Anchor_person` of the Data doc has no column `shoe_size`",
+        "anchor2 `dragon` is not an anchor of the table Anchors",
+    ];
+    for e in expected {
+        assert!(run.stderr.contains(e), "no warning `{e}`: {run}");
+    }
+    assert!(run.stdout.contains("data_model_problems: 3"), "{run}");
+    let check = s.etl(&["check"], &[]).await;
+    for e in expected {
+        assert_eq!(check.stdout.matches(e).count(), 1, "`{e}` once in: {check}");
+    }
+    // Dependencies keep quiet: no connection-pool lines in a run's log.
+    let plain = s.etl_with(&["run"], &[], &["RUST_LOG"]).await;
+    assert!(
+        !plain.stderr.to_lowercase().contains("connection pool"),
+        "{plain}"
+    );
+    assert!(
+        plain.stderr.contains("step finished"),
+        "etl's own steps log at info: {plain}"
+    );
+}

@@ -54,17 +54,17 @@ impl RunSummary {
             ));
         }
         if self.graph_writes > 0 {
-            parts.push(format!("{} graph writes", self.graph_writes));
+            parts.push(plural(self.graph_writes, "graph write"));
         }
         if self.grist_requests > 0 {
             parts.push(format!(
-                "{} Grist requests ({})",
-                self.grist_requests,
+                "{} ({})",
+                plural(self.grist_requests, "Grist request"),
                 bytes(self.grist_bytes)
             ));
         }
         if self.keys_failed > 0 {
-            parts.push(format!("{} keys failed", self.keys_failed));
+            parts.push(format!("{} failed", plural(self.keys_failed, "key")));
         }
         parts.join(", ")
     }

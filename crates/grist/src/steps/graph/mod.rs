@@ -104,7 +104,7 @@ fn warn_of_problems(
         .collect();
     let found = problems::problems(model, (&x.data_model_doc, &x.data_doc), tables, &columns);
     for p in &found {
-        tracing::warn!(doc = %p.doc, table = p.table, row = %p.row, "{}", p.message);
+        tracing::warn!(doc = %p.doc, table = p.table, "{p}");
     }
     if !found.is_empty() {
         ctx.counters.add("data_model_problems", found.len() as u64);
