@@ -475,3 +475,46 @@ async fn data_model_mistakes_are_warned_once_and_listed_by_check() {
         "etl's own steps log at info: {plain}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_the_texts_a_run_would_embed_with_the_cache_looked_up() {
+    let s = Setup::demo().await;
+    s.run().await;
+    // Person 4 gets a new name (a text never embedded) and person 1's bio (in the cache).
+    let bio_of_1 = "Spends weekends by the river watching otters play.";
+    s.docs()
+        .update_record(
+            DATA,
+            "Anchor_person",
+            4,
+            json!({"person_name": "Dana Planned", "bio": bio_of_1}),
+        )
+        .unwrap();
+    let r = s
+        .etl(&["run", "--step", "grist_graph", "--step", "nodes"], &[])
+        .await;
+    assert_eq!(r.code, Some(0), "{r}");
+    let requests = s.model.requests();
+    let plan = s.etl(&["plan", "--step", "embed_nodes"], &[]).await;
+    assert_eq!(plan.code, Some(0), "{plan}");
+    assert!(
+        plan.stdout
+            .contains("table `rag_anchor_embeddings`: rows of up to 1 keys written"),
+        "{plan}"
+    );
+    assert!(
+        plan.stdout.contains("texts to embed: 1, about ")
+            && plan
+                .stdout
+                .contains("(1 more already in the embedding cache)"),
+        "{plan}"
+    );
+    // Planning sent nothing to the model and wrote nothing.
+    assert_eq!(s.model.requests(), requests);
+    let seq = s.seq().await;
+    s.etl(&["plan"], &[]).await;
+    assert_eq!(s.seq().await, seq);
+    // The run does what the plan said.
+    let run = s.etl(&["run", "--step", "embed_nodes"], &[]).await;
+    assert!(run.stdout.contains("texts_embedded: 1"), "{run}");
+}

@@ -278,6 +278,10 @@ pub trait Store: StoreReads + Send + Sync {
     /// What [`Store::capture`] plus processing would do now, without writing.
     async fn plan(&self, step: &StepDef) -> Result<PlanCounts, StoreError>;
 
+    /// The keys a run would process now and not delete (new, changed, failed and due), in key
+    /// order, at most `limit`: what `etl plan` estimates the cost of. Writes nothing.
+    async fn plan_keys(&self, step: &StepDef, limit: usize) -> Result<Vec<Key>, StoreError>;
+
     /// Records that a step run started.
     async fn run_started(&self, step: &StepDef) -> Result<(), StoreError>;
 

@@ -226,6 +226,19 @@ pub async fn plan(config: &Path, select: &SelectArgs) -> Exit {
                         );
                     }
                 }
+                let c = |name: &str| s.counters.get(name).copied();
+                if let Some(texts) = c("texts_to_embed") {
+                    println!(
+                        "    texts to embed: {texts}, about {} tokens ({} more already in the embedding cache){}",
+                        c("tokens_to_embed").unwrap_or(0),
+                        c("texts_in_cache").unwrap_or(0),
+                        if c("estimate_keys_capped").is_some() {
+                            "; at least: only the first keys were looked at"
+                        } else {
+                            ""
+                        }
+                    );
+                }
             }
             (None, status) => println!("{:<24} {:<9} {status:?}", s.step, s.kind.as_str()),
         }

@@ -14,14 +14,13 @@
 //!   fingerprint: everything is re-embedded.
 //! * The table's `vector(N)` must match the model's dimension: checked before any call.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value as J;
 use tokio::sync::OnceCell;
 
 use crate::batching::SendStats;
@@ -32,7 +31,7 @@ use etl_core::config::Settings;
 
 use super::bulk_index;
 pub use super::target::Target;
-use etl_core::step::roles::{ATTRIBUTES, ROWS};
+use super::texts::texts_of;
 use etl_core::step::InputRole;
 use etl_core::{
     BatchOutput, ErrorClass, InputBatch, Key, Row, StepContext, StepError, Transform, Value,
@@ -68,16 +67,6 @@ const INDEXES_IN_PLACE: &str = "vector indexes in place";
 struct Ready {
     embedder: Arc<dyn Embedder>,
     cache: EmbeddingCache,
-}
-
-/// A UUID (8-4-4-4-12 hex digits) is an identifier, not a text worth embedding.
-pub fn is_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
 }
 
 impl EmbedStep {
@@ -266,6 +255,36 @@ impl Transform for EmbedStep {
         self.ready().await.map(|_| ())
     }
 
+    async fn estimate(
+        &self,
+        _ctx: &StepContext,
+        batch: InputBatch,
+    ) -> Result<BTreeMap<String, u64>, StepError> {
+        let ready = self.ready().await?;
+        let wanted = texts_of(self.target, &batch);
+        let mut distinct: Vec<&str> = wanted.iter().map(|w| w.3.as_str()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let hashes: Vec<_> = distinct.iter().map(|t| text_hash(t)).collect();
+        let cached = ready
+            .cache
+            .get_many(ready.embedder.id(), &hashes)
+            .await
+            .map_err(|e| StepError::transient(e.to_string()))?;
+        let (mut texts, mut tokens) = (0u64, 0u64);
+        for (text, hash) in distinct.iter().zip(&hashes) {
+            if !cached.contains_key(hash) {
+                texts += 1;
+                tokens += ready.embedder.estimate_tokens(text) as u64;
+            }
+        }
+        Ok(BTreeMap::from([
+            ("texts_to_embed".to_string(), texts),
+            ("texts_in_cache".to_string(), cached.len() as u64),
+            ("tokens_to_embed".to_string(), tokens),
+        ]))
+    }
+
     async fn starting(&self, _ctx: &StepContext, pending_keys: u64) -> Result<(), StepError> {
         if pending_keys < self.bulk_load_from_keys {
             return Ok(());
@@ -294,42 +313,7 @@ impl Transform for EmbedStep {
         let ready = self.ready().await?;
         let target = self.target;
 
-        // Embeddable attributes per type.
-        let mut embeddable: HashMap<String, Vec<String>> = HashMap::new();
-        for a in batch.role_rows(ATTRIBUTES) {
-            if matches!(a.get("embeddable"), Some(Value::Bool(true))) {
-                if let (Some(owner), Some(name)) =
-                    (a.text(target.owner_column()), a.text("attribute_name"))
-                {
-                    embeddable
-                        .entry(owner.to_string())
-                        .or_default()
-                        .push(name.to_string());
-                }
-            }
-        }
-
-        // The texts of each key.
-        let rows = batch.role_rows_by_key(ROWS);
-        let mut wanted: Vec<(Key, &Row, String, String)> = Vec::new();
-        for key in &batch.keys {
-            let Some(row) = rows.get(key).and_then(|r| r.first()) else {
-                continue;
-            };
-            let Some(ty) = row.text(target.type_column()) else {
-                continue;
-            };
-            let Some(Value::Json(J::Object(attributes))) = row.get("attributes") else {
-                continue;
-            };
-            for name in embeddable.get(ty).into_iter().flatten() {
-                if let Some(J::String(text)) = attributes.get(name) {
-                    if !text.trim().is_empty() && !is_uuid(text.trim()) {
-                        wanted.push((key.clone(), *row, name.clone(), text.clone()));
-                    }
-                }
-            }
-        }
+        let wanted = texts_of(target, &batch);
 
         // Distinct texts: cache first, the model for the rest.
         let mut distinct: Vec<&str> = wanted.iter().map(|w| w.3.as_str()).collect();
@@ -459,12 +443,5 @@ mod tests {
             identity_with(&[]),
             identity_with(&[("EMBEDDINGS_MODEL", "text-embedding-3-small")])
         );
-    }
-
-    #[test]
-    fn uuids_are_not_texts() {
-        assert!(is_uuid("123e4567-e89b-12d3-a456-426614174000"));
-        assert!(!is_uuid("river otters"));
-        assert!(!is_uuid("123e4567-e89b-12d3-a456-42661417400g"));
     }
 }

@@ -18,12 +18,14 @@
 //! | this one | the run: steps in dependency order, each under its lock, with its report |
 //! | `snapshot` | an extract's run: its snapshot diffed batch by batch, deletions at the end |
 //! | `batches` | a transform's run: captured keys processed in batches, split on data errors |
+//! | `plan` | `etl plan` for a transform: its counts and the cost it estimates |
 //! | `stop` | the stop signal: steps finish their batch in flight and start nothing more |
 //!
 //! A run (not `etl plan`) records itself in the history as it goes: its invocation when it
 //! begins, each step's report as the step ends, its outcome at the end.
 
 mod batches;
+mod plan;
 mod snapshot;
 mod stop;
 
@@ -373,13 +375,7 @@ impl Runner {
                 self.run_transform(step, opts, &ctx, early_drift, &mut report)
                     .await
             }
-            (StepImpl::Transform(_), true) => match self.store.plan(step).await {
-                Ok(p) => {
-                    report.plan = Some(p);
-                    Ok(())
-                }
-                Err(e) => Err(StepError::from(e)),
-            },
+            (StepImpl::Transform(_), true) => self.plan_transform(step, &ctx, &mut report).await,
         };
         report.counters = ctx.counters.snapshot();
         report.elapsed = started.elapsed();

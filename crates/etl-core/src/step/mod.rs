@@ -413,6 +413,16 @@ pub trait Transform: Send + Sync {
         Ok(false)
     }
 
+    /// What processing these keys would cost, doing nothing (for `etl plan`), as counters:
+    /// e.g. texts to embed and how many the cache already holds. The default says nothing.
+    async fn estimate(
+        &self,
+        _ctx: &StepContext,
+        _batch: InputBatch,
+    ) -> Result<BTreeMap<String, u64>, StepError> {
+        Ok(BTreeMap::new())
+    }
+
     /// Called once the run knows its work and before its first batch, when there is any: a
     /// step writing many rows can prepare for a bulk load (and undo that in
     /// [`Transform::finished`]).

@@ -225,18 +225,16 @@ impl PgStore {
         .await
     }
 
-    pub(super) async fn plan_step(&self, step: &StepDef) -> Result<PlanCounts, StoreError> {
+    /// The keys a run would capture now, as a `cand(k0.., deleted)` CTE with its binds, and
+    /// whether the fingerprint changed (every key).
+    async fn plan_candidates(
+        &self,
+        step: &StepDef,
+    ) -> Result<(String, Vec<i64>, bool), StoreError> {
         let keys = keys_table(&step.name);
         let width = step.key.len();
-        let ctx = || format!("planning step `{}`", step.name);
         let full = self.recorded_fingerprint(&step.name).await?.as_deref()
             != Some(step.fingerprint.as_str());
-        let failed_due: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM {keys} WHERE pending AND is_success = false"
-        ))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| db(ctx(), e))?;
         let kn: Vec<String> = (0..width).map(|i| format!("k{i}")).collect();
         let mut parts = Vec::new();
         let mut binds = Vec::new();
@@ -302,16 +300,33 @@ impl PgStore {
             .map(|p| format!("({p})"))
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
-        let sql = format!(
+        let cte = format!(
             "WITH cand AS (
                 SELECT {kl}, bool_and(deleted) AS deleted FROM ({union}) AS x({kl}, deleted) GROUP BY {kl}
-             )
+             )",
+            kl = kn.join(", "),
+        );
+        Ok((cte, binds, full))
+    }
+
+    pub(super) async fn plan_step(&self, step: &StepDef) -> Result<PlanCounts, StoreError> {
+        let keys = keys_table(&step.name);
+        let ctx = || format!("planning step `{}`", step.name);
+        let failed_due: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {keys} WHERE pending AND is_success = false"
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db(ctx(), e))?;
+        let (cte, binds, full) = self.plan_candidates(step).await?;
+
+        let sql = format!(
+            "{cte}
              SELECT count(*) FILTER (WHERE t.{k0} IS NULL AND NOT c.deleted),
                     count(*) FILTER (WHERE t.{k0} IS NOT NULL AND NOT c.deleted),
                     count(*) FILTER (WHERE c.deleted AND t.{k0} IS NOT NULL)
                FROM cand AS c LEFT JOIN {keys} AS t ON {on}
               WHERE NOT coalesce(t.pending AND t.is_success = false, false)",
-            kl = kn.join(", "),
             k0 = quote_ident(&step.key[0]),
             on = join_on("t", &step.key, "c"),
         );
@@ -327,5 +342,47 @@ impl PgStore {
             failed_due: failed_due as u64,
             all_keys: full,
         })
+    }
+
+    pub(super) async fn plan_step_keys(
+        &self,
+        step: &StepDef,
+        limit: usize,
+    ) -> Result<Vec<Key>, StoreError> {
+        let keys = keys_table(&step.name);
+        let ctx = || format!("listing the keys step `{}` would process", step.name);
+        let (cte, binds, _) = self.plan_candidates(step).await?;
+        let width = step.key.len();
+        let kn: Vec<String> = (0..width).map(|i| format!("k{i}")).collect();
+        let sql = format!(
+            "{cte}
+             SELECT {kl} FROM (
+                 SELECT {ckl} FROM cand AS c WHERE NOT c.deleted
+                 UNION
+                 SELECT {tkl} FROM {keys} AS t WHERE t.pending AND t.is_success = false
+             ) AS w({kl})
+             ORDER BY {kl} LIMIT ${n}",
+            kl = kn.join(", "),
+            ckl = kn
+                .iter()
+                .map(|k| format!("c.{k}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            tkl = column_list(&step.key, Some("t")),
+            n = binds.len() + 1,
+        );
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(*b);
+        }
+        let rows = q
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db(ctx(), e))?;
+        rows.iter()
+            .map(|r| key_of(r, width))
+            .collect::<Result<_, _>>()
+            .map_err(|e| db(ctx(), e))
     }
 }

@@ -198,6 +198,10 @@ impl Store for PgStore {
         self.plan_step(step).await
     }
 
+    async fn plan_keys(&self, step: &StepDef, limit: usize) -> Result<Vec<Key>, StoreError> {
+        self.plan_step_keys(step, limit).await
+    }
+
     async fn run_started(&self, step: &StepDef) -> Result<(), StoreError> {
         self.record_start(step).await
     }
