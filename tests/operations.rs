@@ -518,3 +518,30 @@ async fn plan_shows_the_texts_a_run_would_embed_with_the_cache_looked_up() {
     let run = s.etl(&["run", "--step", "embed_nodes"], &[]).await;
     assert!(run.stdout.contains("texts_embedded: 1"), "{run}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_every_runs_the_schedule_and_sigterm_stops_both() {
+    let s = Setup::demo().await;
+    let served = Served::start(&s, &["--every", "1s"]).await;
+    wait_for("two scheduled runs", Duration::from_secs(60), async || {
+        s.count("SELECT count(*) FROM etl.runs WHERE outcome = 'succeeded'")
+            .await
+            >= 2
+    })
+    .await;
+    let (_, page) = served.get("/").await;
+    assert!(page.contains("href=\"/runs/2\""), "{page}");
+    assert_eq!(served.stop().await, Some(0));
+    let runs = s.count("SELECT count(*) FROM etl.runs").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        s.count("SELECT count(*) FROM etl.runs").await,
+        runs,
+        "no run after the stop"
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM etl.runs WHERE finished_at IS NULL")
+            .await,
+        0
+    );
+}

@@ -51,7 +51,18 @@ impl Served {
         (status, r.text().await.unwrap())
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id().unwrap()
+    /// SIGTERM, then the exit code.
+    pub async fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("etl serve stops on SIGTERM")
+            .unwrap();
+        status.code()
     }
 }

@@ -11,6 +11,7 @@
 //! * `locks` – a run held off by another run's lock.
 //! * `kill_recovery` – a run killed at any point converges on the next run.
 //! * `memos` – source memos: an unchanged source is not read again.
+//! * `stop` – a run asked to stop: batches in flight finish, the next run converges.
 
 mod extracts;
 mod failures;
@@ -20,4 +21,5 @@ mod locks;
 mod memos;
 mod pipeline_under_test;
 mod selection;
+mod stop;
 mod transforms;
