@@ -9,6 +9,7 @@
 //! | [`deletions`] | what a transform's run would delete, counted before it deletes anything |
 //! | [`schema`] | the data tables' columns and the bookkeeping tables beside them |
 //! | [`lock`] | the session advisory locks a step holds while it runs |
+//! | [`vector_index`] | the embedding tables' vector indexes and dimension, as settings say |
 //! | [`migrate`] | the SQL migrations (`migrations/`) and `etl migrate` |
 //! | [`ident`] | the one quoting helper for SQL identifiers |
 //! | [`error`] | database errors as the engine's, transient or not |
@@ -23,6 +24,7 @@ pub mod pending;
 pub mod reads;
 pub mod schema;
 pub mod store;
+pub mod vector_index;
 
 pub use migrate::{migrate, migrations_digest, MigrateError};
 pub use store::PgStore;

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use etl_core::StepImpl;
+use etl_postgres::vector_index::IndexSpec;
 
 use crate::exit::Exit;
 use crate::SelectArgs;
@@ -19,27 +20,70 @@ pub async fn migrate(config: &Path, embeddings_dim: u32) -> Exit {
         eprintln!("error: no database: set DB_CONN_URI (or [database] url in the configuration)");
         return Exit::Config;
     };
+    let spec = match IndexSpec::from_settings(|k| std::env::var(k).ok()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Config;
+        }
+    };
     match etl_postgres::migrate(&url, embeddings_dim).await {
-        Ok(applied) if applied.is_empty() => {
-            println!("migrations: up to date");
-            Exit::Ok
+        Ok(applied) if applied.is_empty() => println!("migrations: up to date"),
+        Ok(applied) => println!(
+            "migrations: applied {} (embedding columns vector({embeddings_dim}))",
+            applied
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Service;
         }
-        Ok(applied) => {
-            println!(
-                "migrations: applied {} (embedding columns vector({embeddings_dim}))",
-                applied
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            Exit::Ok
-        }
+    }
+    match vector_indexes(&url, embeddings_dim, &spec).await {
+        Ok(()) => Exit::Ok,
         Err(e) => {
             eprintln!("error: {e}");
             Exit::Service
         }
     }
+}
+
+/// The embedding tables' dimension and vector indexes, as the settings say.
+async fn vector_indexes(url: &str, dim: u32, spec: &IndexSpec) -> Result<(), String> {
+    use etl_postgres::vector_index::{self, Applied};
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to Postgres (check DB_CONN_URI): {e}"))?;
+    for mut t in vector_index::vector_tables(&pool)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if t.dim != dim as i32 {
+            let dropped = vector_index::change_dimension(&pool, &t, dim)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{}: {} vector({}) is now vector({dim}); {dropped} vectors dropped, the next `etl run` embeds again (texts already embedded at this dimension come from the cache)",
+                t.table, t.column, t.dim
+            );
+            t.dim = dim as i32;
+        }
+        let what = match vector_index::apply(&pool, &t, spec)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Applied::Unchanged => format!("{} (in place)", spec.describe()),
+            Applied::Made(name) => format!("{} (made now: {name})", spec.describe()),
+            Applied::Dropped(names) => format!("none (dropped {})", names.join(", ")),
+            Applied::Deferred => "left as it is: a bulk load set its indexes aside; the embedding step's next run makes them again, then run `etl migrate` again".to_string(),
+        };
+        println!("{}: vector index {what}", t.table);
+    }
+    pool.close().await;
+    Ok(())
 }
 
 pub async fn check(config: &Path) -> Exit {

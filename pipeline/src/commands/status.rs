@@ -52,9 +52,50 @@ pub async fn status(config: &Path, select: &SelectArgs) -> Exit {
             );
         }
     }
+    if let Err(e) = print_vector_indexes(store.pool()).await {
+        eprintln!("error: {e}");
+        return Exit::Service;
+    }
     if any_failed {
         Exit::KeysFailed
     } else {
         Exit::Ok
     }
+}
+
+/// The vector index in force on each embedding table (`etl migrate` applies EMBEDDINGS_INDEX).
+async fn print_vector_indexes(pool: &sqlx::PgPool) -> Result<(), String> {
+    use etl_postgres::vector_index;
+    for t in vector_index::vector_tables(pool)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let found = vector_index::indexes_of(pool, &t.table)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = if found.is_empty() {
+            "none".to_string()
+        } else {
+            found
+                .iter()
+                .map(|(name, f, valid)| {
+                    format!(
+                        "{} `{name}`{}",
+                        f.describe(),
+                        if *valid {
+                            ""
+                        } else {
+                            " (invalid: run etl migrate)"
+                        }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "vector index of {} ({} vector({})): {text}",
+            t.table, t.column, t.dim
+        );
+    }
+    Ok(())
 }

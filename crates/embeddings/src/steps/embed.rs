@@ -181,8 +181,8 @@ impl EmbedStep {
                 if column != format!("vector({dims})") {
                     return Err(StepError::fatal(format!(
                         "the model {} gives {dims} dimensions but {table}.embedding is {column}: set EMBEDDINGS_DIM to the \
-                         table's dimension (and a model that gives it), or migrate a new database with EMBEDDINGS_DIM={dims} \
-                         (`etl migrate` creates vector(EMBEDDINGS_DIM))",
+                         table's dimension (and a model that gives it), or move the table to the model's: \
+                         `etl migrate --embeddings-dim {dims}` (it drops the old vectors; the next run embeds again)",
                         embedder.id().model
                     )));
                 }
