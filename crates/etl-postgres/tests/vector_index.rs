@@ -38,6 +38,12 @@ async fn apply_all(pool: &PgPool, s: &IndexSpec) -> Vec<Applied> {
     out
 }
 
+/// Settings, and the index they leave: its name's suffix and a part of its definition.
+type Case = (
+    &'static [(&'static str, &'static str)],
+    Option<(&'static str, &'static str)>,
+);
+
 #[tokio::test]
 async fn each_index_option_leaves_exactly_its_index_twice_in_a_row() {
     let db = TestDb::new().await;
@@ -49,7 +55,7 @@ async fn each_index_option_leaves_exactly_its_index_twice_in_a_row() {
         .map(|t| t.table)
         .collect();
     assert_eq!(tables, ["rag_anchor_embeddings", "rag_edge_embeddings"]);
-    let cases: [(&[(&str, &str)], Option<(&str, &str)>); 5] = [
+    let cases: [Case; 5] = [
         (
             &[("EMBEDDINGS_HNSW_M", "8"), ("EMBEDDINGS_HNSW_EF_CONSTRUCTION", "32")],
             Some(("_hnsw", "USING hnsw (embedding vector_cosine_ops) WITH (ef_construction='32', m='8')")),
