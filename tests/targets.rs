@@ -4,6 +4,8 @@
 
 mod support;
 
+use serde_json::json;
+
 use support::Setup;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,5 +94,88 @@ async fn a_new_embedding_dimension_is_migrated_and_the_next_run_embeds_again() {
         s.count("SELECT count(*) FROM pg_indexes WHERE indexname = 'rag_anchor_embeddings_hnsw'")
             .await,
         1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_wipe_restore_and_rebuild_give_the_same_graph_and_the_next_run_writes_nothing() {
+    let s = Setup::demo().await;
+    // A hostile edge type and a property value holding every character a literal must escape.
+    let hostile = "x`]->() DETACH DELETE (m) //";
+    let bio = "it's a \"test\" \\ with\na new line, a tab\t and `ticks` ;";
+    s.docs()
+        .update_record(
+            "demo-data",
+            "Link_person_likes_interest",
+            1,
+            json!({"edge_label": hostile}),
+        )
+        .unwrap();
+    s.docs()
+        .update_record("demo-data", "Anchor_person", 2, json!({"bio": bio}))
+        .unwrap();
+    s.run().await;
+    let nodes = s.graph_nodes().await;
+    let edges = s.graph_edges().await;
+    assert_eq!(nodes.len(), 34);
+    assert!(nodes.iter().any(|n| n.contains("a new line")), "{nodes:#?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("graph.cypherl");
+    let file_arg = file.to_str().unwrap();
+    let e = s.etl(&["graph", "export", "--out", file_arg], &[]).await;
+    assert_eq!(e.code, Some(0), "{e}");
+    assert!(
+        e.stdout
+            .contains(&format!("exported 34 nodes, {} edges", edges.len())),
+        "{e}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("CREATE (")).count(),
+        34
+    );
+    assert!(
+        text.lines().all(|l| l.ends_with(';')),
+        "one statement per line"
+    );
+
+    // Into a graph that holds nodes: refused, nothing loaded.
+    let refused = s.etl(&["graph", "restore", file_arg], &[]).await;
+    assert_eq!(refused.code, Some(4), "{refused}");
+    assert_eq!(s.graph_nodes().await, nodes);
+
+    // Memgraph restarted in IN_MEMORY_ANALYTICAL mode: empty. The file brings it back.
+    s.graph_client()
+        .await
+        .write(
+            "emptying the graph",
+            &[("MATCH (n) DETACH DELETE n".to_string(), vec![])],
+        )
+        .await
+        .unwrap();
+    let r = s.etl(&["graph", "restore", file_arg], &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(s.graph_nodes().await, nodes);
+    assert_eq!(s.graph_edges().await, edges);
+    let next = s.run().await;
+    assert!(
+        !next.stdout.contains("graph_nodes_written")
+            && !next.stdout.contains("graph_edges_written"),
+        "{next}"
+    );
+
+    // Rebuilt from the tables alone: the same graph, without Grist or the model.
+    let requests = (s.model.requests(), s.docs().requests().len());
+    let b = s.etl(&["graph", "rebuild"], &[]).await;
+    assert_eq!(b.code, Some(0), "{b}");
+    assert_eq!((s.model.requests(), s.docs().requests().len()), requests);
+    assert_eq!(s.graph_nodes().await, nodes);
+    assert_eq!(s.graph_edges().await, edges);
+    let next = s.run().await;
+    assert!(
+        !next.stdout.contains("graph_nodes_written")
+            && !next.stdout.contains("graph_edges_written"),
+        "{next}"
     );
 }

@@ -97,9 +97,30 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         limit: u32,
     },
+    /// The graph kept safe: export to cypherl, restore, or rebuild from the tables.
+    #[command(subcommand)]
+    Graph(GraphCommand),
     /// Grist tooling around the doc folder format.
     #[command(subcommand)]
     Grist(GristCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum GraphCommand {
+    /// Write the graph as cypherl (indexes, nodes, edges; one statement per line).
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Load a file `etl graph export` wrote into an empty graph.
+    Restore {
+        file: PathBuf,
+        /// Load even into a graph that holds nodes.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Empty the graph and write it again from the nodes/edges tables (no Grist, no model).
+    Rebuild,
 }
 
 #[derive(Subcommand, Debug)]
@@ -253,6 +274,13 @@ fn main() -> ExitCode {
             Command::Search { text, limit } => {
                 commands::search::search(&cli.config, &text, limit).await
             }
+            Command::Graph(GraphCommand::Export { out }) => {
+                commands::graph::export(&cli.config, &out).await
+            }
+            Command::Graph(GraphCommand::Restore { file, force }) => {
+                commands::graph::restore(&cli.config, &file, force).await
+            }
+            Command::Graph(GraphCommand::Rebuild) => commands::graph::rebuild(&cli.config).await,
             Command::Grist(GristCommand::Serve {
                 dirs,
                 port,

@@ -306,6 +306,34 @@ impl GraphClient {
         .await
     }
 
+    /// Runs a read statement with parameters and returns each row as JSON (`etl graph export`).
+    pub async fn rows_with(
+        &self,
+        text: &str,
+        params: Vec<(&'static str, BoltType)>,
+        columns: &[&str],
+    ) -> Result<Vec<Vec<serde_json::Value>>, GraphError> {
+        let what = "reading the graph";
+        retry(&self.retry, what, || async {
+            let mut q = query(text);
+            for (k, v) in &params {
+                q = q.param(k, v.clone());
+            }
+            let mut stream = self.graph.execute(q).await.map_err(|e| classify(what, e))?;
+            let mut out = Vec::new();
+            while let Some(row) = stream.next().await.map_err(|e| classify(what, e))? {
+                out.push(
+                    columns
+                        .iter()
+                        .map(|c| row.get::<serde_json::Value>(c).unwrap_or_default())
+                        .collect(),
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Runs a read statement and returns each row as JSON (tests and `etl verify`).
     pub async fn rows(
         &self,

@@ -7,12 +7,14 @@
 //! * [`client`]: the Bolt connection (neo4rs): a batch in one transaction, DDL in auto-commit,
 //!   transient errors retried (the only layer that retries them);
 //! * [`error_policy`]: the one table from the server's errors to transient, data and fatal;
-//! * [`steps`]: the index steps and the graph sink, as the engine runs them.
+//! * [`steps`]: the index steps and the graph sink, as the engine runs them;
+//! * [`dump`]: the graph as cypherl (`etl graph export`, `restore`), and emptying it.
 
 pub mod bolt;
 pub mod client;
 pub mod cypher;
 pub mod dialect;
+pub mod dump;
 pub mod error_policy;
 pub mod steps;
 

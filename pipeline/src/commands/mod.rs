@@ -1,6 +1,7 @@
 //! One module per command; each returns the process's [`crate::exit::Exit`].
 
 pub mod admin;
+pub mod graph;
 pub mod grist;
 pub mod history;
 pub mod run;
