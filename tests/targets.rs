@@ -131,14 +131,23 @@ async fn export_wipe_restore_and_rebuild_give_the_same_graph_and_the_next_run_wr
         "{e}"
     );
     let text = std::fs::read_to_string(&file).unwrap();
+    let last = text.lines().last().unwrap();
     assert_eq!(
-        text.lines().filter(|l| l.starts_with("CREATE (")).count(),
-        34
+        last,
+        format!(
+            "// etl graph export complete: 34 nodes, {} edges",
+            edges.len()
+        )
     );
     assert!(
-        text.lines().all(|l| l.ends_with(';')),
+        text.lines()
+            .filter(|l| *l != last)
+            .all(|l| l.ends_with(';')),
         "one statement per line"
     );
+    // A file cut short is refused.
+    let cut = dir.path().join("cut.cypherl");
+    std::fs::write(&cut, text.lines().take(3).collect::<Vec<_>>().join("\n")).unwrap();
 
     // Into a graph that holds nodes: refused, nothing loaded.
     let refused = s.etl(&["graph", "restore", file_arg], &[]).await;
@@ -154,8 +163,22 @@ async fn export_wipe_restore_and_rebuild_give_the_same_graph_and_the_next_run_wr
         )
         .await
         .unwrap();
+    let r = s
+        .etl(&["graph", "restore", cut.to_str().unwrap()], &[])
+        .await;
+    assert_eq!(r.code, Some(4), "{r}");
+    assert!(r.stderr.contains("cut short"), "{r}");
+    s.graph_client()
+        .await
+        .write(
+            "emptying the graph",
+            &[("MATCH (n) DETACH DELETE n".to_string(), vec![])],
+        )
+        .await
+        .unwrap();
     let r = s.etl(&["graph", "restore", file_arg], &[]).await;
     assert_eq!(r.code, Some(0), "{r}");
+    assert!(r.stdout.contains("the graph holds 34 nodes"), "{r}");
     assert_eq!(s.graph_nodes().await, nodes);
     assert_eq!(s.graph_edges().await, edges);
     let next = s.run().await;

@@ -12,8 +12,11 @@ use crate::bolt;
 use crate::client::{GraphClient, GraphError, Statement};
 use crate::cypher::{check_name, quote};
 
-/// Nodes read (and statements loaded) per round trip.
+/// Nodes read per round trip, and per line of the file.
 const PAGE: usize = 2_000;
+
+/// Edges per line of the file.
+const EDGES_PER_LINE: usize = 1_000;
 
 /// What an export or a restore went through.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -35,12 +38,14 @@ pub enum DumpError {
     NotEmpty,
     #[error("line {line}: {why}")]
     BadLine { line: usize, why: String },
-    #[error("the file has {} nodes and {} edges, but the graph now holds {nodes} and {edges}: some lines made nothing (is the file complete, and was the graph empty?)", lines.nodes, lines.edges)]
+    #[error("the file holds {} nodes and {} edges, but the graph now holds {nodes} and {edges}: some lines made nothing", promised.0, promised.1)]
     Short {
         nodes: i64,
         edges: i64,
-        lines: DumpCounts,
+        promised: (u64, u64),
     },
+    #[error("the file does not end with the line a complete export ends with: it was cut short (use --force to load what it has)")]
+    Incomplete,
 }
 
 /// A JSON value as a Cypher literal. Strings are single-quoted with `\\`, `\'` and every
@@ -92,7 +97,9 @@ pub fn literal(v: &J) -> String {
 }
 
 /// Writes the graph to `out`: the index statements `indexes` gives for its labels and edge
-/// types, every node (`CREATE`), then every edge (`MATCH` its ends by label and id, `CREATE`).
+/// types; then the nodes, a page of one label per line (`UNWIND [...] CREATE`); then the
+/// edges, per page of source nodes one line per edge type and end label (`UNWIND [...]
+/// MATCH` both ends by id, `CREATE`); then a last line saying the file is complete.
 pub async fn export(
     graph: &GraphClient,
     indexes: impl Fn(Element<'_>) -> Vec<String>,
@@ -118,9 +125,15 @@ pub async fn export(
         let mut after = String::new();
         loop {
             let page = node_page(graph, label, &after, true).await?;
-            for row in &page {
-                writeln!(out, "CREATE (:{} {});", quote(label), literal(&row[1]))?;
-                counts.nodes += 1;
+            if !page.is_empty() {
+                let props: Vec<String> = page.iter().map(|row| literal(&row[1])).collect();
+                writeln!(
+                    out,
+                    "UNWIND [{}] AS p CREATE (n:{}) SET n = p;",
+                    props.join(", "),
+                    quote(label)
+                )?;
+                counts.nodes += page.len() as u64;
             }
             match next_after(&page) {
                 Some(last) => after = last,
@@ -140,8 +153,17 @@ pub async fn export(
             }
         }
     }
+    // The last line says the file is complete, and what it holds (restore checks both).
+    writeln!(
+        out,
+        "{TRAILER} {} nodes, {} edges",
+        counts.nodes, counts.edges
+    )?;
     Ok(counts)
 }
+
+/// The first words of a complete export's last line.
+const TRAILER: &str = "// etl graph export complete:";
 
 /// One page of the nodes of `label` with an id after `after`, in id order: `[id]`, or
 /// `[id, properties]` when `props`.
@@ -205,7 +227,9 @@ async fn export_edges(
             &["from", "type", "to_labels", "to", "props"],
         )
         .await?;
-    let mut n = 0;
+    // One line per edge type and end label: the ends matched by id, the properties set.
+    let mut groups: std::collections::BTreeMap<(String, String), Vec<String>> =
+        std::collections::BTreeMap::new();
     for r in rows {
         let (Some(edge_type), Some(to_label)) = (
             r[1].as_str(),
@@ -215,24 +239,37 @@ async fn export_edges(
         ) else {
             continue;
         };
-        writeln!(
-            out,
-            "MATCH (a:{} {{id: {}}}), (b:{} {{id: {}}}) CREATE (a)-[:{} {}]->(b);",
-            quote(label),
-            literal(&r[0]),
-            quote(to_label),
-            literal(&r[3]),
-            quote(edge_type),
-            literal(&r[4])
-        )?;
-        n += 1;
+        groups
+            .entry((edge_type.to_string(), to_label.to_string()))
+            .or_default()
+            .push(format!(
+                "{{`f`: {}, `t`: {}, `p`: {}}}",
+                literal(&r[0]),
+                literal(&r[3]),
+                literal(&r[4])
+            ));
+    }
+    let mut n = 0;
+    for ((edge_type, to_label), edges) in groups {
+        for line in edges.chunks(EDGES_PER_LINE) {
+            writeln!(
+                out,
+                "UNWIND [{}] AS e MATCH (a:{} {{id: e.f}}), (b:{} {{id: e.t}}) CREATE (a)-[r:{}]->(b) SET r = e.p;",
+                line.join(", "),
+                quote(label),
+                quote(&to_label),
+                quote(&edge_type)
+            )?;
+            n += line.len() as u64;
+        }
     }
     Ok(n)
 }
 
-/// Loads a cypherl file into the graph, `PAGE` statements per transaction: index statements
-/// one by one in auto-commit (servers refuse them in a transaction), then nodes before edges as
-/// the file has them. Refuses a non-empty graph unless `force`.
+/// Loads a cypherl file into the graph, a few lines per transaction: index statements one by
+/// one in auto-commit (servers refuse them in a transaction), then nodes before edges as the
+/// file has them. Refuses a non-empty graph, and checks that the graph then holds what the
+/// file's last line says, unless `force`.
 pub async fn restore(
     graph: &GraphClient,
     input: impl BufRead,
@@ -242,52 +279,77 @@ pub async fn restore(
         return Err(DumpError::NotEmpty);
     }
     let mut counts = DumpCounts::default();
+    let mut promised: Option<(u64, u64)> = None;
     let mut batch: Vec<Statement> = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let line = line?;
+        if let Some(rest) = line.strip_prefix(TRAILER) {
+            promised = parse_trailer(rest);
+            continue;
+        }
         let statement = line.trim().trim_end_matches(';').trim();
         if statement.is_empty() || statement.starts_with("//") {
             continue;
         }
-        if statement.starts_with("CREATE INDEX")
-            || statement.starts_with("CREATE EDGE INDEX")
-            || statement.starts_with("CREATE CONSTRAINT")
-            || statement.starts_with("CREATE TEXT INDEX")
+        if promised.is_some() {
+            return Err(DumpError::BadLine {
+                line: i + 1,
+                why: "a statement after the line that ends the export".into(),
+            });
+        }
+        if [
+            "CREATE INDEX",
+            "CREATE EDGE INDEX",
+            "CREATE CONSTRAINT",
+            "CREATE TEXT INDEX",
+        ]
+        .iter()
+        .any(|p| statement.starts_with(p))
         {
             graph.ddl(statement).await?;
             counts.indexes += 1;
-        } else if statement.starts_with("CREATE (") {
-            counts.nodes += 1;
-            batch.push((statement.to_string(), Vec::new()));
-        } else if statement.starts_with("MATCH (a:") {
-            counts.edges += 1;
+        } else if statement.starts_with("UNWIND [")
+            || statement.starts_with("CREATE (")
+            || statement.starts_with("MATCH (")
+        {
             batch.push((statement.to_string(), Vec::new()));
         } else {
             return Err(DumpError::BadLine {
                 line: i + 1,
-                why: "not a statement `etl graph export` writes (index, node or edge)".into(),
+                why: "not a statement `etl graph export` writes (index, nodes or edges)".into(),
             });
         }
-        if batch.len() >= PAGE {
+        // Lines hold up to a page of elements each: a few lines per transaction.
+        if batch.len() >= 4 {
             graph.write("restoring the graph", &batch).await?;
             batch.clear();
         }
     }
     graph.write("restoring the graph", &batch).await?;
-    if !force {
-        // Into an empty graph, every line made one element: an edge whose end is missing
-        // would have made nothing, silently.
-        let nodes: i64 = graph.node_counts().await?.values().sum();
-        let edges: i64 = graph.edge_counts().await?.values().sum();
-        if nodes as u64 != counts.nodes || edges as u64 != counts.edges {
-            return Err(DumpError::Short {
-                nodes,
-                edges,
-                lines: counts,
-            });
-        }
+    let nodes: i64 = graph.node_counts().await?.values().sum();
+    let edges: i64 = graph.edge_counts().await?.values().sum();
+    counts.nodes = nodes as u64;
+    counts.edges = edges as u64;
+    match promised {
+        None if !force => Err(DumpError::Incomplete),
+        // Into an empty graph, every element of the file is there: an edge whose end was
+        // missing would have made nothing, silently.
+        Some((n, e)) if !force && (n, e) != (counts.nodes, counts.edges) => Err(DumpError::Short {
+            nodes,
+            edges,
+            promised: (n, e),
+        }),
+        _ => Ok(counts),
     }
-    Ok(counts)
+}
+
+/// `N nodes, M edges` from a complete export's last line.
+fn parse_trailer(rest: &str) -> Option<(u64, u64)> {
+    let mut words = rest.split_whitespace();
+    let nodes = words.next()?.parse().ok()?;
+    words.next();
+    let edges = words.next()?.parse().ok()?;
+    Some((nodes, edges))
 }
 
 /// Empties the graph, `PAGE` nodes (and their edges) per transaction.

@@ -48,7 +48,10 @@ async fn client(connection: &GraphConnection) -> Result<&GraphClient, Exit> {
 fn failed(e: DumpError) -> Exit {
     eprintln!("error: {e}");
     match e {
-        DumpError::NotEmpty | DumpError::BadLine { .. } | DumpError::Short { .. } => Exit::Config,
+        DumpError::NotEmpty
+        | DumpError::BadLine { .. }
+        | DumpError::Short { .. }
+        | DumpError::Incomplete => Exit::Config,
         _ => Exit::Service,
     }
 }
@@ -120,7 +123,7 @@ pub async fn restore(config: &Path, file: &Path, force: bool) -> Exit {
         Err(e) => return failed(e),
     };
     println!(
-        "restored {} nodes, {} edges and {} index statements in {:.2}s",
+        "restored: the graph holds {} nodes and {} edges ({} index statements run) after {:.2}s",
         counts.nodes,
         counts.edges,
         counts.indexes,
