@@ -353,3 +353,16 @@ pub fn canonical(v: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
+
+/// Polls `check` every 50 ms until it holds; fails the test after `limit`.
+pub async fn wait_for(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) {
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
