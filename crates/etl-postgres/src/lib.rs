@@ -5,6 +5,7 @@
 //! | [`store`] | [`PgStore`]: the engine's `Store` (row metadata, capture, batches, runs, memos) |
 //! | [`reads`] | the reads a step may make of the engine's state (`StoreReads`): drift checks |
 //! | [`history`] | the run history (`etl.runs`, `etl.run_steps`): written as runs go, read back |
+//! | [`sizes`] | the bookkeeping's size beside the data (rows, tombstones, bytes) |
 //! | [`pending`] | how long a step's oldest unprocessed change has waited (for the metrics) |
 //! | [`deletions`] | what a transform's run would delete, counted before it deletes anything |
 //! | [`schema`] | the data tables' columns and the bookkeeping tables beside them |
@@ -23,6 +24,7 @@ pub mod migrate;
 pub mod pending;
 pub mod reads;
 pub mod schema;
+pub mod sizes;
 pub mod store;
 pub mod vector_index;
 

@@ -52,6 +52,10 @@ pub async fn status(config: &Path, select: &SelectArgs) -> Exit {
             );
         }
     }
+    if let Err(e) = print_bookkeeping(store.pool(), &pipeline).await {
+        eprintln!("error: {e}");
+        return Exit::Service;
+    }
     if let Err(e) = print_vector_indexes(store.pool()).await {
         eprintln!("error: {e}");
         return Exit::Service;
@@ -61,6 +65,56 @@ pub async fn status(config: &Path, select: &SelectArgs) -> Exit {
     } else {
         Exit::Ok
     }
+}
+
+/// The bookkeeping beside each table: its metadata (tombstones included) against the data.
+async fn print_bookkeeping(
+    pool: &sqlx::PgPool,
+    pipeline: &etl_core::Pipeline,
+) -> Result<(), String> {
+    use etl_postgres::history::summary::bytes;
+    let tables: Vec<String> = pipeline.tables.keys().cloned().collect();
+    let sizes = etl_postgres::sizes::table_sizes(pool, &tables)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!();
+    println!(
+        "{:<28} {:>9} {:>10} {:>10} {:>10}",
+        "table", "rows", "tombstones", "data", "bookkeeping"
+    );
+    for t in &sizes {
+        println!(
+            "{:<28} {:>9} {:>10} {:>10} {:>10}",
+            t.table,
+            t.live_rows,
+            t.tombstones,
+            bytes(t.data_bytes.max(0) as u64),
+            bytes(t.meta_bytes.max(0) as u64)
+        );
+    }
+    let steps: Vec<String> = pipeline
+        .steps
+        .iter()
+        .filter(|s| s.kind != etl_core::StepKind::Extract)
+        .map(|s| s.name.clone())
+        .collect();
+    let keys: i64 = etl_postgres::sizes::key_table_bytes(pool, &steps)
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|(_, b)| b)
+        .sum();
+    let (schema, cache) = etl_postgres::sizes::schema_bytes(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "bookkeeping in all: {} (steps' keys {}, embedding cache {})",
+        bytes(schema.max(0) as u64),
+        bytes(keys.max(0) as u64),
+        bytes(cache.max(0) as u64)
+    );
+    println!();
+    Ok(())
 }
 
 /// The vector index in force on each embedding table (`etl migrate` applies EMBEDDINGS_INDEX).

@@ -308,6 +308,36 @@ async fn http(method: reqwest::Method, url: String, body: Value) {
     assert!(r.status().is_success(), "{url}: {}", r.status());
 }
 
+/// The engine's bookkeeping beside the data, after the runs: bytes per live data row, with and
+/// without the embedding cache.
+async fn bookkeeping(db: &str, size: &str) -> String {
+    let pool = sqlx::PgPool::connect(db).await.unwrap();
+    let (all, cache) = etl_postgres::sizes::schema_bytes(&pool).await.unwrap();
+    let metas: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'etl' AND c.relkind = 'r' AND c.relname LIKE 'meta\\_\\_%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let tables: Vec<String> = metas
+        .iter()
+        .map(|m| m.trim_start_matches("meta__").to_string())
+        .collect();
+    let sizes = etl_postgres::sizes::table_sizes(&pool, &tables)
+        .await
+        .unwrap();
+    let rows: i64 = sizes.iter().map(|t| t.live_rows).sum();
+    let data: i64 = sizes.iter().map(|t| t.data_bytes).sum();
+    pool.close().await;
+    format!(
+        "{size}: bookkeeping {:.0} bytes per data row ({:.0} without the embedding cache) over {rows} rows; data tables {:.0} bytes per row",
+        all as f64 / rows.max(1) as f64,
+        (all - cache) as f64 / rows.max(1) as f64,
+        data as f64 / rows.max(1) as f64,
+    )
+}
+
 #[tokio::main]
 async fn main() {
     let wanted: Vec<String> = std::env::args().skip(1).collect();
@@ -474,6 +504,7 @@ async fn main() {
             println!("holding; interrupt to end");
             tokio::signal::ctrl_c().await.ok();
         }
+        notes.push(bookkeeping(&db, size.name).await);
         notes.push(format!(
             "{}: plain download of the source CSVs {:.2} s; no-op run / download = {:.2}",
             size.name,
