@@ -101,6 +101,15 @@ async fn screenshot(c: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn text_of(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css))
         .await
@@ -137,12 +146,7 @@ async fn a_browser_follows_a_run_and_searches_a_node() {
     screenshot(&c, "runs").await;
 
     // Follow the newest run: its steps and what they did.
-    c.find(Locator::Css("#runs tbody tr:first-child a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#runs tbody tr:first-child a").await;
     let heading = text_of(&c, "h1").await;
     assert!(
         heading.starts_with("Run ") && heading.contains("succeeded"),
@@ -157,12 +161,7 @@ async fn a_browser_follows_a_run_and_searches_a_node() {
     // Search a node from the header's form: its lineage.
     let input = c.find(Locator::Css("#node")).await.unwrap();
     input.send_keys("person:3").await.unwrap();
-    c.find(Locator::Css("#search button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#search button").await;
     assert_eq!(text_of(&c, "#node-id").await, "person:3");
     let graph = text_of(&c, "#in-graph").await;
     assert!(graph.contains("person: yes"), "{graph}");
@@ -177,12 +176,7 @@ async fn a_browser_follows_a_run_and_searches_a_node() {
     screenshot(&c, "lineage").await;
 
     // An edge's other end is a link to its own lineage.
-    c.find(Locator::Css("a[href='/lineage?node=city%3A1']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "a[href='/lineage?node=city%3A1']").await;
     assert_eq!(text_of(&c, "#node-id").await, "city:1");
     c.close().await.unwrap();
 }

@@ -178,14 +178,7 @@ async fn an_emptied_graph_is_reported_by_verify_and_repaired_by_the_next_run() {
     assert_eq!(r.code, Some(0), "{r}");
 
     // Memgraph in IN_MEMORY_ANALYTICAL mode after a restart: empty.
-    s.graph_client()
-        .await
-        .write(
-            "emptying the graph",
-            &[("MATCH (n) DETACH DELETE n".to_string(), vec![])],
-        )
-        .await
-        .unwrap();
+    s.empty_graph().await;
     let r = s.etl(&["verify"], &[]).await;
     assert_eq!(r.code, Some(1), "{r}");
     assert!(

@@ -155,27 +155,13 @@ async fn export_wipe_restore_and_rebuild_give_the_same_graph_and_the_next_run_wr
     assert_eq!(s.graph_nodes().await, nodes);
 
     // Memgraph restarted in IN_MEMORY_ANALYTICAL mode: empty. The file brings it back.
-    s.graph_client()
-        .await
-        .write(
-            "emptying the graph",
-            &[("MATCH (n) DETACH DELETE n".to_string(), vec![])],
-        )
-        .await
-        .unwrap();
+    s.empty_graph().await;
     let r = s
         .etl(&["graph", "restore", cut.to_str().unwrap()], &[])
         .await;
     assert_eq!(r.code, Some(4), "{r}");
     assert!(r.stderr.contains("cut short"), "{r}");
-    s.graph_client()
-        .await
-        .write(
-            "emptying the graph",
-            &[("MATCH (n) DETACH DELETE n".to_string(), vec![])],
-        )
-        .await
-        .unwrap();
+    s.empty_graph().await;
     let r = s.etl(&["graph", "restore", file_arg], &[]).await;
     assert_eq!(r.code, Some(0), "{r}");
     assert!(r.stdout.contains("the graph holds 34 nodes"), "{r}");

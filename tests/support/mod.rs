@@ -237,6 +237,18 @@ impl Setup {
     }
 
     /// Every node in the graph as `label id {props}`, sorted.
+    /// Empties the test's graph, as a Memgraph restart in IN_MEMORY_ANALYTICAL mode does.
+    pub async fn empty_graph(&self) {
+        self.graph_client()
+            .await
+            .write(
+                "emptying the graph",
+                &[("MATCH (n) DETACH DELETE n".to_string(), vec![])],
+            )
+            .await
+            .unwrap();
+    }
+
     pub async fn graph_nodes(&self) -> Vec<String> {
         let rows = self
             .graph_client()

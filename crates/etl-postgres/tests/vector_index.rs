@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use sqlx::PgPool;
 
-use etl_postgres::vector_index::{apply, change_dimension, vector_tables, Applied, IndexSpec};
+use etl_postgres::vector_index::{
+    apply, change_dimension, vector_tables, Applied, IndexSpec, VectorTable,
+};
 use etl_testkit::postgres::TestDb;
 
 fn spec(vars: &[(&str, &str)]) -> IndexSpec {
@@ -28,6 +30,16 @@ async fn indexes(pool: &PgPool, table: &str) -> Vec<(String, String)> {
     .fetch_all(pool)
     .await
     .unwrap()
+}
+
+/// The embedding table `name`, as the catalogue says it is now.
+async fn vector_table(pool: &PgPool, name: &str) -> VectorTable {
+    vector_tables(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.table == name)
+        .unwrap()
 }
 
 async fn apply_all(pool: &PgPool, s: &IndexSpec) -> Vec<Applied> {
@@ -125,12 +137,7 @@ async fn a_change_killed_half_way_is_completed_by_the_next() {
         ("EMBEDDINGS_INDEX", "ivfflat"),
         ("EMBEDDINGS_IVFFLAT_LISTS", "4"),
     ]);
-    let t = vector_tables(&pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|t| t.table == table)
-        .unwrap();
+    let t = vector_table(&pool, table).await;
     // The index already made is kept (not made again), the others dropped.
     assert_eq!(apply(&pool, &t, &s).await.unwrap(), Applied::Unchanged);
     let found = indexes(&pool, table).await;
@@ -149,20 +156,10 @@ async fn a_new_dimension_drops_the_vectors_and_keeps_the_index_asked_for() {
     .execute(&pool)
     .await
     .unwrap();
-    let t = vector_tables(&pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|t| t.table == "rag_anchor_embeddings")
-        .unwrap();
+    let t = vector_table(&pool, "rag_anchor_embeddings").await;
     assert_eq!(t.dim, 8);
     assert_eq!(change_dimension(&pool, &t, 4).await.unwrap(), 1);
-    let t = vector_tables(&pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|t| t.table == "rag_anchor_embeddings")
-        .unwrap();
+    let t = vector_table(&pool, "rag_anchor_embeddings").await;
     assert_eq!(t.dim, 4);
     assert_eq!(
         apply(&pool, &t, &IndexSpec::default()).await.unwrap(),

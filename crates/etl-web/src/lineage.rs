@@ -211,15 +211,19 @@ async fn rows_of(
         .join(" AND ");
     let ts =
         |c: &str| format!("to_char(m.{c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')");
+    let writer_param = format!("${}", filter.len() + 3);
     let sql = format!(
         "SELECT {keys}, {created} AS created, {changed} AS changed, {deleted} AS deleted,
-                CASE WHEN d IS NULL THEN NULL ELSE to_jsonb(d) - ${skip}::text[] END AS row
+                CASE WHEN d IS NULL THEN NULL ELSE to_jsonb(d) - ${skip}::text[] END AS row,
+                {created_by} AS created_by, {changed_by} AS changed_by
            FROM {meta} AS m LEFT JOIN {data} AS d ON {join}
           WHERE {cond}
           ORDER BY m.update_ts DESC LIMIT ${lim}",
         created = ts("create_ts"),
         changed = ts("update_ts"),
         deleted = ts("delete_ts"),
+        created_by = history::run_of_write(&writer_param, "m.create_ts"),
+        changed_by = history::run_of_write(&writer_param, "m.update_ts"),
         meta = meta_table(&t.table),
         data = quote_ident(&t.table),
         cond = cond.join(" AND "),
@@ -231,14 +235,15 @@ async fn rows_of(
     for (_, value) in filter {
         q = q.bind(*value);
     }
+    let writer = t.writer.as_ref().map(|(s, _)| s.clone());
     let rows = q
         .bind(&vectors)
         .bind(limit + 1)
+        .bind(&writer)
         .fetch_all(pool)
         .await
         .map_err(|e| WebError::db(format!("reading table `{}` for lineage", t.table), e))?;
     let truncated = rows.len() as i64 > limit;
-    let writer = t.writer.as_ref().map(|(s, _)| s.clone());
     let mut out = Vec::new();
     for r in rows.iter().take(limit as usize) {
         let key: Vec<String> = (0..t.key.len())
@@ -248,17 +253,8 @@ async fn rows_of(
         let changed: String = r.try_get("changed").unwrap_or_default();
         let deleted: Option<String> = r.try_get("deleted").unwrap_or_default();
         let row: Option<Value> = r.try_get("row").unwrap_or_default();
-        let (created_by, changed_by) = match &writer {
-            Some(step) => (
-                history::run_of_write(pool, step, &created)
-                    .await
-                    .map_err(WebError::Store)?,
-                history::run_of_write(pool, step, &changed)
-                    .await
-                    .map_err(WebError::Store)?,
-            ),
-            None => (None, None),
-        };
+        let created_by: Option<i64> = r.try_get("created_by").unwrap_or_default();
+        let changed_by: Option<i64> = r.try_get("changed_by").unwrap_or_default();
         let origin = origin_of(pipeline, t, &key);
         out.push(StoredRow {
             key,

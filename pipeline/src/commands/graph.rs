@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use etl_core::store::Store;
-use etl_core::{Pipeline, RunOptions, Runner, Selection};
+use etl_core::{RunOptions, Runner, Selection};
 use graph::dump::{self, DumpError, Element};
 use graph::steps::GraphConnection;
 use graph::GraphClient;
@@ -23,19 +23,22 @@ const GRAPH_STEPS: [&str; 4] = [
     "kg.graph_edges",
 ];
 
-/// The graph connection of the pipeline's node sink.
-async fn connect(config: &Path) -> Result<GraphConnection, Exit> {
-    let Some((_, mut settings)) = crate::load::step_settings(config, &["kg.graph_nodes"])
+/// The graph connection of the pipeline's node sink, if it has one.
+pub fn node_sink_connection(config: &Path) -> Option<GraphConnection> {
+    crate::load::step_settings(config, &["kg.graph_nodes"])
         .into_iter()
         .next()
-    else {
+        .map(|(_, mut settings)| GraphConnection::from_settings(&mut settings))
+}
+
+fn connect(config: &Path) -> Result<GraphConnection, Exit> {
+    node_sink_connection(config).ok_or_else(|| {
         eprintln!(
             "error: {} has no step with uses = \"kg.graph_nodes\": no graph to work on",
             config.display()
         );
-        return Err(Exit::Config);
-    };
-    Ok(GraphConnection::from_settings(&mut settings))
+        Exit::Config
+    })
 }
 
 async fn client(connection: &GraphConnection) -> Result<&GraphClient, Exit> {
@@ -56,39 +59,35 @@ fn failed(e: DumpError) -> Exit {
     }
 }
 
+fn file_error(what: &str, path: &Path, e: std::io::Error) -> Exit {
+    eprintln!("error: cannot {what} {}: {e}", path.display());
+    Exit::Config
+}
+
 pub async fn export(config: &Path, out: &Path) -> Exit {
-    let connection = match connect(config).await {
-        Ok(c) => c,
-        Err(exit) => return exit,
-    };
-    let graph = match client(&connection).await {
-        Ok(g) => g,
-        Err(exit) => return exit,
-    };
+    export_to(config, out).await.unwrap_or_else(|exit| exit)
+}
+
+async fn export_to(config: &Path, out: &Path) -> Result<Exit, Exit> {
+    let connection = connect(config)?;
+    let graph = client(&connection).await?;
     let started = Instant::now();
     // Written beside, then moved: a failed export never leaves half a file under the name.
     let partial = out.with_extension("partial");
-    let file = match std::fs::File::create(&partial) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: cannot write {}: {e}", partial.display());
-            return Exit::Config;
-        }
-    };
+    let file = std::fs::File::create(&partial).map_err(|e| file_error("write", &partial, e))?;
     let mut writer = BufWriter::new(file);
     let dialect = graph.dialect;
     let indexes = |e: Element<'_>| match e {
         Element::Label(l) => dialect.create_anchor_indexes(l),
         Element::EdgeType(t) => dialect.create_link_indexes(t),
     };
-    let counts = match dump::export(graph, indexes, &mut writer).await {
-        Ok(c) => c,
-        Err(e) => return failed(e),
-    };
-    if let Err(e) = writer.flush().and_then(|_| std::fs::rename(&partial, out)) {
-        eprintln!("error: cannot write {}: {e}", out.display());
-        return Exit::Config;
-    }
+    let counts = dump::export(graph, indexes, &mut writer)
+        .await
+        .map_err(failed)?;
+    writer
+        .flush()
+        .and_then(|_| std::fs::rename(&partial, out))
+        .map_err(|e| file_error("write", out, e))?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     println!(
         "exported {} nodes, {} edges and {} index statements to {} ({bytes} bytes) in {:.2}s",
@@ -98,30 +97,23 @@ pub async fn export(config: &Path, out: &Path) -> Exit {
         out.display(),
         started.elapsed().as_secs_f64()
     );
-    Exit::Ok
+    Ok(Exit::Ok)
 }
 
 pub async fn restore(config: &Path, file: &Path, force: bool) -> Exit {
-    let connection = match connect(config).await {
-        Ok(c) => c,
-        Err(exit) => return exit,
-    };
-    let graph = match client(&connection).await {
-        Ok(g) => g,
-        Err(exit) => return exit,
-    };
-    let input = match std::fs::File::open(file) {
-        Ok(f) => BufReader::new(f),
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", file.display());
-            return Exit::Config;
-        }
-    };
+    restore_from(config, file, force)
+        .await
+        .unwrap_or_else(|exit| exit)
+}
+
+async fn restore_from(config: &Path, file: &Path, force: bool) -> Result<Exit, Exit> {
+    let connection = connect(config)?;
+    let graph = client(&connection).await?;
+    let input = std::fs::File::open(file).map_err(|e| file_error("read", file, e))?;
     let started = Instant::now();
-    let counts = match dump::restore(graph, input, force).await {
-        Ok(c) => c,
-        Err(e) => return failed(e),
-    };
+    let counts = dump::restore(graph, BufReader::new(input), force)
+        .await
+        .map_err(failed)?;
     println!(
         "restored: the graph holds {} nodes and {} edges ({} index statements run) after {:.2}s",
         counts.nodes,
@@ -129,54 +121,33 @@ pub async fn restore(config: &Path, file: &Path, force: bool) -> Exit {
         counts.indexes,
         started.elapsed().as_secs_f64()
     );
-    forget_graph_memos(config).await
-}
-
-/// The graph steps' memos describe the graph they last wrote; after a restore the next run
-/// compares the graph with the tables in full, and writes only what differs (nothing, when the
-/// file was taken from the same state).
-async fn forget_graph_memos(config: &Path) -> Exit {
-    let (pipeline, store) = match pipeline_and_store(config).await {
-        Ok(p) => p,
-        Err(exit) => return exit,
-    };
+    // The graph steps' memos describe the graph they last wrote; after a restore the next run
+    // compares the graph with the tables in full, and writes only what differs (nothing, when
+    // the file was taken from the same state).
+    let (pipeline, store) = super::load_and_open(config, true).await?;
     for step in pipeline
         .steps
         .iter()
         .filter(|s| GRAPH_STEPS.contains(&s.uses.as_str()))
     {
-        if let Err(e) = store.set_memo(step, None).await {
+        store.set_memo(step, None).await.map_err(|e| {
             eprintln!("error: {e}");
-            return Exit::Service;
-        }
+            Exit::Service
+        })?;
     }
-    Exit::Ok
-}
-
-async fn pipeline_and_store(
-    config: &Path,
-) -> Result<(Arc<Pipeline>, Arc<etl_postgres::PgStore>), Exit> {
-    let pipeline = crate::load::load(config).map_err(|e| {
-        eprint!("error: {e}");
-        Exit::Config
-    })?;
-    let store = super::open_store(&pipeline, true).await?;
-    Ok((Arc::new(pipeline), store))
+    Ok(Exit::Ok)
 }
 
 pub async fn rebuild(config: &Path) -> Exit {
-    let connection = match connect(config).await {
-        Ok(c) => c,
-        Err(exit) => return exit,
-    };
-    let graph = match client(&connection).await {
-        Ok(g) => g,
-        Err(exit) => return exit,
-    };
-    let (pipeline, store) = match pipeline_and_store(config).await {
-        Ok(p) => p,
-        Err(exit) => return exit,
-    };
+    rebuild_from_tables(config)
+        .await
+        .unwrap_or_else(|exit| exit)
+}
+
+async fn rebuild_from_tables(config: &Path) -> Result<Exit, Exit> {
+    let connection = connect(config)?;
+    let graph = client(&connection).await?;
+    let (pipeline, store) = super::load_and_open(config, true).await?;
     let steps: Vec<String> = pipeline
         .steps
         .iter()
@@ -184,9 +155,7 @@ pub async fn rebuild(config: &Path) -> Exit {
         .map(|s| s.name.clone())
         .collect();
     let started = Instant::now();
-    if let Err(e) = dump::empty(graph).await {
-        return failed(e);
-    }
+    dump::empty(graph).await.map_err(failed)?;
     println!(
         "emptied the graph in {:.2}s",
         started.elapsed().as_secs_f64()
@@ -202,17 +171,15 @@ pub async fn rebuild(config: &Path) -> Exit {
         invocation: super::run::invocation(etl_core::history::DEFAULT_RETENTION),
         ..RunOptions::default()
     };
-    let runner = Runner::new(store, pipeline);
-    match runner.run(&opts).await {
-        Ok(report) => {
-            println!("{report}");
-            super::run::exit_of(&report)
-        }
-        Err(errors) => {
+    let report = Runner::new(store, Arc::new(pipeline))
+        .run(&opts)
+        .await
+        .map_err(|errors| {
             for e in errors {
                 eprintln!("error: {e}");
             }
             Exit::Config
-        }
-    }
+        })?;
+    println!("{report}");
+    Ok(super::run::exit_of(&report))
 }

@@ -21,15 +21,8 @@ struct RunJson<'a> {
 }
 
 pub async fn history(config: &Path, run: Option<i64>, last: bool, limit: i64, json: bool) -> Exit {
-    let pipeline = match crate::load::load(config) {
+    let (_, store) = match super::load_and_open(config, false).await {
         Ok(p) => p,
-        Err(e) => {
-            eprint!("error: {e}");
-            return Exit::Config;
-        }
-    };
-    let store = match super::open_store(&pipeline, false).await {
-        Ok(s) => s,
         Err(exit) => return exit,
     };
     let pool = store.pool();

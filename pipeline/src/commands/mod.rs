@@ -56,6 +56,17 @@ pub fn load_selected(
     Ok((pipeline, selected))
 }
 
+/// Loads the whole configuration (no selection, no check of the environment) and connects to
+/// its store, preparing the bookkeeping when `prepare`.
+pub async fn load_and_open(config: &Path, prepare: bool) -> Result<(Pipeline, Arc<PgStore>), Exit> {
+    let pipeline = crate::load::load(config).map_err(|e| {
+        eprint!("error: {e}");
+        Exit::Config
+    })?;
+    let store = open_store(&pipeline, prepare).await?;
+    Ok((pipeline, store))
+}
+
 /// Connects to the store and prepares its bookkeeping for the pipeline.
 pub async fn open_store(pipeline: &Pipeline, prepare: bool) -> Result<Arc<PgStore>, Exit> {
     use etl_core::store::Store;

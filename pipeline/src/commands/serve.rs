@@ -33,24 +33,12 @@ impl GraphProbe for GraphNodes {
 }
 
 pub async fn serve(config: &Path, bind: IpAddr, port: u16, run: &RunArgs) -> Exit {
-    let pipeline = match crate::load::load(config) {
-        Ok(p) => Arc::new(p),
-        Err(e) => {
-            eprint!("error: {e}");
-            return Exit::Config;
-        }
-    };
-    let store = match super::open_store(&pipeline, true).await {
-        Ok(s) => s,
+    let (pipeline, store) = match super::load_and_open(config, true).await {
+        Ok((p, s)) => (Arc::new(p), s),
         Err(exit) => return exit,
     };
-    let graph = crate::load::step_settings(config, &["kg.graph_nodes"])
-        .into_iter()
-        .next()
-        .map(|(_, mut settings)| {
-            Arc::new(GraphNodes(GraphConnection::from_settings(&mut settings)))
-                as Arc<dyn GraphProbe>
-        });
+    let graph = super::graph::node_sink_connection(config)
+        .map(|c| Arc::new(GraphNodes(c)) as Arc<dyn GraphProbe>);
     let site = Arc::new(Site {
         pool: store.pool().clone(),
         store: store.clone(),

@@ -22,15 +22,8 @@ fn print(what: &str, drift: &Drift) {
 }
 
 pub async fn verify(config: &Path) -> Exit {
-    let pipeline = match crate::load::load(config) {
+    let (pipeline, store) = match super::load_and_open(config, false).await {
         Ok(p) => p,
-        Err(e) => {
-            eprint!("error: {e}");
-            return Exit::Config;
-        }
-    };
-    let store = match super::open_store(&pipeline, false).await {
-        Ok(s) => s,
         Err(exit) => return exit,
     };
     let mut exit = Exit::Ok;

@@ -199,21 +199,13 @@ pub async fn steps_of(pool: &PgPool, run_ids: &[i64]) -> Result<Vec<StepRow>, St
     .map_err(|e| db("reading the steps of a run (etl.run_steps)", e))
 }
 
-/// The run in which `step` wrote at `when` (RFC 3339): the one whose step interval holds it.
-/// A step never overlaps itself (its lock), so there is at most one.
-pub async fn run_of_write(
-    pool: &PgPool,
-    step: &str,
-    when: &str,
-) -> Result<Option<i64>, StoreError> {
-    sqlx::query_scalar(
-        "SELECT run_id FROM etl.run_steps
-          WHERE step = $1 AND started_at <= $2::timestamptz AND finished_at >= $2::timestamptz
-          ORDER BY run_id DESC LIMIT 1",
+/// SQL for the run in which the step named by `step` (a parameter, e.g. `$3`) wrote at `at`
+/// (a timestamp expression, e.g. `m.update_ts`): the one whose step interval holds it. A step
+/// never overlaps itself (its lock), so there is at most one; NULL before the history began.
+pub fn run_of_write(step: &str, at: &str) -> String {
+    format!(
+        "(SELECT s.run_id FROM etl.run_steps AS s
+           WHERE s.step = {step} AND s.started_at <= {at} AND s.finished_at >= {at}
+           ORDER BY s.run_id DESC LIMIT 1)"
     )
-    .bind(step)
-    .bind(when)
-    .fetch_optional(pool)
-    .await
-    .map_err(|e| db("finding the run that wrote a row (etl.run_steps)", e))
 }
