@@ -46,6 +46,24 @@ pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
     }
 }
 
+/// Fixes the pipeline this process serves, before any connection: `--pipeline`/`ETL_PIPELINE`
+/// (`flag`), else the configuration's `[pipeline] name`, else the default pipeline. A
+/// configuration that cannot be read leaves the choice to the flag (the command then reports it).
+pub fn enter_pipeline(
+    flag: Option<&str>,
+    config: &Path,
+) -> Result<&'static etl_postgres::namespace::Namespace, String> {
+    let from_config = || {
+        let text = std::fs::read_to_string(config).ok()?;
+        parse(&text).0?.pipeline_name
+    };
+    let name = match flag.filter(|f| !f.is_empty()) {
+        Some(f) => Some(f.to_string()),
+        None => from_config(),
+    };
+    etl_postgres::namespace::enter(name.as_deref()).map_err(|e| e.to_string())
+}
+
 /// Environment variables that the given steps need and that are not set.
 pub fn missing_env(pipeline: &Pipeline, steps: &[usize], file: &str) -> Result<(), ConfigErrors> {
     let errors: Vec<ConfigError> = steps

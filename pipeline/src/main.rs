@@ -31,6 +31,11 @@ struct Cli {
         env = "ETL_CONFIG"
     )]
     config: PathBuf,
+    /// The pipeline, when several share one database: its data tables live in schema NAME and
+    /// its bookkeeping in etl_NAME. Overrides `[pipeline] name`; unset, the default pipeline
+    /// (schemas public and etl).
+    #[arg(long, global = true, env = "ETL_PIPELINE", value_name = "NAME")]
+    pipeline: Option<String>,
     /// Log lines as text or as JSON objects.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -242,6 +247,10 @@ fn init_logging(format: LogFormat, verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.verbose);
+    if let Err(e) = load::enter_pipeline(cli.pipeline.as_deref(), &cli.config) {
+        eprintln!("error: {e}");
+        return Exit::Config.into();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

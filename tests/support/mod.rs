@@ -64,6 +64,14 @@ impl std::fmt::Display for Run {
 }
 
 impl Run {
+    /// Whether every transform and sink of the run's summary processed no key.
+    pub fn processed_nothing(&self) -> bool {
+        self.stdout
+            .lines()
+            .filter(|l| l.contains(" keys="))
+            .all(|l| l.ends_with(" keys=0"))
+    }
+
     /// Rows written to `table` by the run, from its summary: (+inserted, ~updated, -deleted).
     pub fn written(&self, table: &str) -> (u64, u64, u64) {
         let line = self

@@ -50,10 +50,11 @@ impl EmbeddingCache {
             return Ok(HashMap::new());
         }
         let keys: Vec<Vec<u8>> = hashes.iter().map(|h| h.to_vec()).collect();
-        let rows: Vec<(Vec<u8>, Vector)> = sqlx::query_as(
-            "SELECT text_hash, embedding FROM etl.embedding_cache
+        let rows: Vec<(Vec<u8>, Vector)> = sqlx::query_as(&format!(
+            "SELECT text_hash, embedding FROM {book}.embedding_cache
               WHERE provider = $1 AND model = $2 AND dims = $3 AND text_hash = ANY($4)",
-        )
+            book = etl_postgres::namespace::book_schema()
+        ))
         .bind(&id.provider)
         .bind(&id.model)
         .bind(id.dims as i32)
@@ -64,10 +65,58 @@ impl EmbeddingCache {
             context: "reading",
             source,
         })?;
-        Ok(rows
+        let hits: HashMap<TextHash, Vec<f32>> = rows
             .into_iter()
             .filter_map(|(h, v)| Some((<TextHash>::try_from(h.as_slice()).ok()?, v.to_vec())))
-            .collect())
+            .collect();
+        if !hits.is_empty() {
+            self.touch(id, hits.keys()).await?;
+        }
+        Ok(hits)
+    }
+
+    /// Marks entries as used now, for the age bound. An entry is touched at most once a day, so
+    /// a run that hits the cache for every text does not rewrite it every time.
+    async fn touch(
+        &self,
+        id: &ModelId,
+        hashes: impl Iterator<Item = &TextHash>,
+    ) -> Result<(), CacheError> {
+        let keys: Vec<Vec<u8>> = hashes.map(|h| h.to_vec()).collect();
+        sqlx::query(&format!(
+            "UPDATE {book}.embedding_cache SET used_at = now()
+              WHERE provider = $1 AND model = $2 AND dims = $3 AND text_hash = ANY($4)
+                AND used_at < now() - interval '1 day'",
+            book = etl_postgres::namespace::book_schema()
+        ))
+        .bind(&id.provider)
+        .bind(&id.model)
+        .bind(id.dims as i32)
+        .bind(keys)
+        .execute(&self.pool)
+        .await
+        .map_err(|source| CacheError {
+            context: "marking as used",
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Forgets the entries (of every model) unused for `days` days; returns how many.
+    pub async fn forget_unused(&self, days: u64) -> Result<u64, CacheError> {
+        let gone = sqlx::query(&format!(
+            "DELETE FROM {book}.embedding_cache WHERE used_at < now() - make_interval(days => $1)",
+            book = etl_postgres::namespace::book_schema()
+        ))
+        .bind(days.min(i32::MAX as u64) as i32)
+        .execute(&self.pool)
+        .await
+        .map_err(|source| CacheError {
+            context: "bounding",
+            source,
+        })?
+        .rows_affected();
+        Ok(gone)
     }
 
     /// Stores vectors (an entry already there is kept).
@@ -84,11 +133,12 @@ impl EmbeddingCache {
             .iter()
             .map(|(_, v)| Vector::from(v.clone()))
             .collect();
-        sqlx::query(
-            "INSERT INTO etl.embedding_cache (provider, model, dims, text_hash, embedding)
+        sqlx::query(&format!(
+            "INSERT INTO {book}.embedding_cache (provider, model, dims, text_hash, embedding)
              SELECT $1, $2, $3, u.h, u.e FROM unnest($4::bytea[], $5::vector[]) AS u(h, e)
              ON CONFLICT DO NOTHING",
-        )
+            book = etl_postgres::namespace::book_schema()
+        ))
         .bind(&id.provider)
         .bind(&id.model)
         .bind(id.dims as i32)

@@ -11,6 +11,7 @@
 //! | [`schema`] | the data tables' columns and the bookkeeping tables beside them |
 //! | [`lock`] | the session advisory locks a step holds while it runs |
 //! | [`vector_index`] | the embedding tables' vector indexes and dimension, as settings say |
+//! | [`namespace`] | which pipeline the process serves: its data and bookkeeping schemas |
 //! | [`migrate`] | the SQL migrations (`migrations/`) and `etl migrate` |
 //! | [`ident`] | the one quoting helper for SQL identifiers |
 //! | [`error`] | database errors as the engine's, transient or not |
@@ -21,6 +22,7 @@ pub mod history;
 pub mod ident;
 pub mod lock;
 pub mod migrate;
+pub mod namespace;
 pub mod pending;
 pub mod reads;
 pub mod schema;

@@ -19,8 +19,10 @@ enum Mode {
     Exclusive,
 }
 
-/// The advisory lock id of a named resource (`step:x`, `table:y`).
+/// The advisory lock id of a named resource (`step:x`, `table:y`) of the current pipeline:
+/// advisory locks are the database's, so each pipeline hashes its own name in.
 pub fn lock_id(resource: &str) -> i64 {
+    let resource = crate::namespace::current().lock_resource(resource);
     let h = blake3::hash(format!("etl.lock.v1:{resource}").as_bytes());
     i64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
 }

@@ -20,9 +20,10 @@ pub async fn oldest_pending_age(pool: &PgPool, step: &StepDef) -> Result<Option<
         let age: Option<f64> = sqlx::query_scalar(&format!(
             "SELECT extract(epoch FROM now() - min(coalesce(m.delete_ts, m.update_ts)))::float8
                FROM {} AS m
-              WHERE m.seq > coalesce((SELECT last_seq FROM etl.step_watermarks
+              WHERE m.seq > coalesce((SELECT last_seq FROM {book}.step_watermarks
                                        WHERE step = $1 AND input_table = $2), 0)",
-            meta_table(&input.table)
+            meta_table(&input.table),
+            book = crate::namespace::book_schema()
         ))
         .bind(&step.name)
         .bind(&input.table)
@@ -33,10 +34,11 @@ pub async fn oldest_pending_age(pool: &PgPool, step: &StepDef) -> Result<Option<
     }
     let captured: Option<f64> = sqlx::query_scalar(&format!(
         "SELECT extract(epoch FROM now() - s.last_started)::float8
-           FROM etl.steps AS s
+           FROM {book}.steps AS s
           WHERE s.step = $1
             AND EXISTS (SELECT 1 FROM {} WHERE pending AND is_success IS DISTINCT FROM false)",
-        keys_table(&step.name)
+        keys_table(&step.name),
+        book = crate::namespace::book_schema()
     ))
     .bind(&step.name)
     .fetch_optional(pool)

@@ -1,6 +1,8 @@
 //! What the store knows about tables: the data tables' columns (read from the catalogue) and
 //! the engine's bookkeeping tables beside them (created on demand).
 //!
+//! Both live in the pipeline's bookkeeping schema (`etl`, or `etl_<name>`: see [`crate::namespace`]).
+//!
 //! * `etl."meta__<table>"`: per primary key of a data table: `hash`, `producer_key`, `create_ts`,
 //!   `update_ts`, `process_ts`, `delete_ts` and `seq` (the change number of its last change).
 //!   Deleted rows stay as tombstones (`delete_ts` set) so that downstream steps see the deletion.
@@ -15,9 +17,8 @@ use etl_core::store::StoreError;
 use etl_core::{StepDef, TableDef};
 
 use crate::error::db;
-use crate::ident::{column_list, qualified, quote_ident};
-
-pub const SCHEMA: &str = "etl";
+use crate::ident::{column_list, quote_ident};
+use crate::namespace::{self, book};
 
 /// How values are written to a column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +48,7 @@ pub struct TableInfo {
 
 impl TableInfo {
     pub fn data_table(&self) -> String {
-        quote_ident(&self.def.name)
+        namespace::data(&self.def.name)
     }
 
     pub fn meta_table(&self) -> String {
@@ -60,11 +61,11 @@ impl TableInfo {
 }
 
 pub fn meta_table(table: &str) -> String {
-    qualified(SCHEMA, &format!("meta__{table}"))
+    book(&format!("meta__{table}"))
 }
 
 pub fn keys_table(step: &str) -> String {
-    qualified(SCHEMA, &format!("keys__{step}"))
+    book(&format!("keys__{step}"))
 }
 
 /// Reads a data table's columns and checks its primary key against the configuration.
@@ -72,27 +73,34 @@ pub async fn inspect(pool: &PgPool, def: &TableDef) -> Result<TableInfo, StoreEr
     let columns: Vec<(String, String)> = sqlx::query_as(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
            FROM pg_attribute a
-          WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
           ORDER BY a.attnum",
     )
-    .bind(&def.name)
+    .bind(namespace::data(&def.name))
     .fetch_all(pool)
     .await
     .map_err(|e| db(format!("reading the columns of table `{}`", def.name), e))?;
     if columns.is_empty() {
         return Err(StoreError::Schema {
             table: def.name.clone(),
-            message: "does not exist in the database: run `etl migrate` (or create it) first"
-                .into(),
+            message: match namespace::current().pipeline() {
+                None => {
+                    "does not exist in the database: run `etl migrate` (or create it) first".into()
+                }
+                Some(p) => format!(
+                    "does not exist in schema `{p}` (pipeline `{p}`): run `etl migrate` with the \
+                     same ETL_PIPELINE (or create it there) first"
+                ),
+            },
         });
     }
     let pk: Vec<String> = sqlx::query_scalar(
         "SELECT a.attname::text
            FROM pg_index i
            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-          WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisprimary",
+          WHERE i.indrelid = to_regclass($1) AND i.indisprimary",
     )
-    .bind(&def.name)
+    .bind(namespace::data(&def.name))
     .fetch_all(pool)
     .await
     .map_err(|e| {
@@ -159,7 +167,7 @@ pub async fn existing_bookkeeping(pool: &PgPool) -> Result<HashSet<String>, Stor
         "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname = $1",
     )
-    .bind(SCHEMA)
+    .bind(namespace::current().book_schema())
     .fetch_all(pool)
     .await
     .map_err(|e| db("listing the engine's bookkeeping tables", e))?;
@@ -196,11 +204,17 @@ pub async fn ensure_meta(
             "CREATE INDEX IF NOT EXISTS {} ON {meta} (producer_key) WHERE producer_key IS NOT NULL",
             quote_ident(&format!("{base}__producer"))
         ),
+        // Tombstones by change number, for pruning them (`store::tombstones`) without a scan.
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {meta} (seq) WHERE delete_ts IS NOT NULL",
+            quote_ident(&format!("{base}__tombstones"))
+        ),
     ];
     let names = [
         base.clone(),
         format!("{base}__seq"),
         format!("{base}__producer"),
+        format!("{base}__tombstones"),
     ];
     if !names.iter().all(|n| existing.contains(n)) {
         run_ddl(pool, &def.name, &statements).await?;
@@ -282,7 +296,7 @@ async fn check_key_columns(
          WHERE a.attrelid = to_regclass(quote_ident($1) || '.' || quote_ident($2))
          ORDER BY array_position(i.indkey::int2[], a.attnum)",
     )
-    .bind(SCHEMA)
+    .bind(namespace::current().book_schema())
     .bind(base)
     .fetch_all(pool)
     .await
@@ -290,11 +304,12 @@ async fn check_key_columns(
     if cols.is_empty() || cols == expected {
         Ok(())
     } else {
+        let schema = namespace::current().book_schema();
         Err(StoreError::Schema {
             table: owner.to_string(),
             message: format!(
-                "its bookkeeping ({SCHEMA}.{base}) is keyed by ({}) but the configuration says ({}); \
-                 if the key really changed, drop {SCHEMA}.{base} and rerun (everything is reloaded)",
+                "its bookkeeping ({schema}.{base}) is keyed by ({}) but the configuration says ({}); \
+                 if the key really changed, drop {schema}.{base} and rerun (everything is reloaded)",
                 cols.join(", "),
                 expected.join(", ")
             ),

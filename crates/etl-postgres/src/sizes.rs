@@ -6,7 +6,6 @@ use sqlx::PgPool;
 use etl_core::store::StoreError;
 
 use crate::error::db;
-use crate::ident::quote_ident;
 use crate::schema::{keys_table, meta_table};
 
 /// One data table and its row metadata.
@@ -36,7 +35,7 @@ pub async fn table_sizes(pool: &PgPool, tables: &[String]) -> Result<Vec<TableSi
             "SELECT coalesce(pg_total_relation_size(to_regclass($1)), 0)::bigint,
                     coalesce(pg_total_relation_size(to_regclass($2)), 0)::bigint",
         )
-        .bind(quote_ident(table))
+        .bind(crate::namespace::data(table))
         .bind(&meta)
         .fetch_one(pool)
         .await
@@ -76,8 +75,9 @@ pub async fn schema_bytes(pool: &PgPool) -> Result<(i64, i64), StoreError> {
         "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint,
                 coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname = 'embedding_cache'), 0)::bigint
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname = 'etl' AND c.relkind = 'r'",
+          WHERE n.nspname = $1 AND c.relkind = 'r'",
     )
+    .bind(crate::namespace::current().book_schema())
     .fetch_one(pool)
     .await
     .map_err(|e| db("measuring the bookkeeping schema", e))

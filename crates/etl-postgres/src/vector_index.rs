@@ -301,12 +301,14 @@ pub async fn apply(
     t: &VectorTable,
     spec: &IndexSpec,
 ) -> Result<Applied, IndexError> {
-    let deferred: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM etl.deferred_indexes WHERE table_name = $1")
-            .bind(&t.table)
-            .fetch_one(pool)
-            .await
-            .map_err(db("reading etl.deferred_indexes"))?;
+    let deferred: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {book}.deferred_indexes WHERE table_name = $1",
+        book = crate::namespace::book_schema()
+    ))
+    .bind(&t.table)
+    .fetch_one(pool)
+    .await
+    .map_err(db("reading etl.deferred_indexes"))?;
     if deferred > 0 {
         return Ok(Applied::Deferred);
     }

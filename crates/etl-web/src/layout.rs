@@ -36,6 +36,7 @@ pub fn page(title: &str, body: Markup) -> Markup {
                     a.home href="/" { "etl" }
                     a href="/" { "runs" }
                     a href="/metrics" { "metrics" }
+                    span.pipeline { "pipeline " strong { (etl_postgres::namespace::current().label()) } }
                     form #search method="get" action="/lineage" {
                         label for="node" { "node id " }
                         input #node type="text" name="node" placeholder="e.g. person:1";

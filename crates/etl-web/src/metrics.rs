@@ -110,7 +110,15 @@ pub async fn render(
     store: &dyn Store,
     pipeline: &Pipeline,
 ) -> Result<String, WebError> {
-    let mut registry = Registry::default();
+    // A named pipeline's series carry its name, so one Prometheus tells pipelines apart; the
+    // default pipeline's stay as they always were.
+    let mut registry = match etl_postgres::namespace::current().pipeline() {
+        None => Registry::default(),
+        Some(name) => Registry::with_labels(std::iter::once((
+            std::borrow::Cow::Borrowed("pipeline"),
+            std::borrow::Cow::Owned(name.to_string()),
+        ))),
+    };
     state_now(&mut registry, pool, store, pipeline).await?;
     from_history(&mut registry, pool).await?;
     let mut out = String::new();
@@ -173,11 +181,12 @@ async fn from_history(registry: &mut Registry, pool: &PgPool) -> Result<(), WebE
     let last_run = FGauge::default();
     let runs = Family::<OutcomeL, Counter>::default();
     let run_durations = durations();
-    let rows: Vec<(Option<String>, Option<f64>, Option<f64>)> = sqlx::query_as(
+    let rows: Vec<(Option<String>, Option<f64>, Option<f64>)> = sqlx::query_as(&format!(
         "SELECT outcome, extract(epoch FROM finished_at - started_at)::float8,
                 extract(epoch FROM finished_at)::float8
-           FROM etl.runs WHERE finished_at IS NOT NULL",
-    )
+           FROM {book}.runs WHERE finished_at IS NOT NULL",
+        book = etl_postgres::namespace::book_schema()
+    ))
     .fetch_all(pool)
     .await
     .map_err(db("reading etl.runs for the metrics"))?;
@@ -213,9 +222,9 @@ async fn from_history(registry: &mut Registry, pool: &PgPool) -> Result<(), WebE
     let keys = Family::<StepL, Counter>::default();
     let errors = Family::<ClassL, Counter>::default();
     let rows: Vec<StepRun> = sqlx::query_as(
-        "SELECT step, outcome, error_class, elapsed_ms, keys_processed, keys_failed,
+        &format!("SELECT step, outcome, error_class, elapsed_ms, keys_processed, keys_failed,
                 started_at IS NOT NULL AS started, extract(epoch FROM finished_at)::float8 AS finished
-           FROM etl.run_steps",
+           FROM {book}.run_steps", book = etl_postgres::namespace::book_schema()),
     )
     .fetch_all(pool)
     .await
@@ -277,12 +286,13 @@ async fn from_history(registry: &mut Registry, pool: &PgPool) -> Result<(), WebE
     );
 
     let written = Family::<TableL, Counter>::default();
-    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(&format!(
         "SELECT s.step, t.key, c.key, sum(c.value::bigint)::bigint
-           FROM etl.run_steps AS s, jsonb_each(s.tables) AS t, jsonb_each_text(t.value) AS c
+           FROM {book}.run_steps AS s, jsonb_each(s.tables) AS t, jsonb_each_text(t.value) AS c
           WHERE c.key IN ('inserted', 'updated', 'deleted')
           GROUP BY 1, 2, 3",
-    )
+        book = etl_postgres::namespace::book_schema()
+    ))
     .fetch_all(pool)
     .await
     .map_err(db("reading etl.run_steps for the metrics"))?;
@@ -297,12 +307,13 @@ async fn from_history(registry: &mut Registry, pool: &PgPool) -> Result<(), WebE
         written,
     );
 
-    let sums: Vec<(String, String, i64)> = sqlx::query_as(
+    let sums: Vec<(String, String, i64)> = sqlx::query_as(&format!(
         "SELECT s.step, c.key, sum(c.value::bigint)::bigint
-           FROM etl.run_steps AS s, jsonb_each_text(s.counters) AS c
+           FROM {book}.run_steps AS s, jsonb_each_text(s.counters) AS c
           WHERE c.value ~ '^[0-9]+$'
           GROUP BY 1, 2",
-    )
+        book = etl_postgres::namespace::book_schema()
+    ))
     .fetch_all(pool)
     .await
     .map_err(db("reading etl.run_steps for the metrics"))?;

@@ -54,7 +54,8 @@ pub async fn migrate(config: &Path, embeddings_dim: u32) -> Exit {
 /// The embedding tables' dimension and vector indexes, as the settings say.
 async fn vector_indexes(url: &str, dim: u32, spec: &IndexSpec) -> Result<(), String> {
     use etl_postgres::vector_index::{self, Applied};
-    let pool = sqlx::PgPool::connect(url)
+    let pool = etl_postgres::namespace::pool_options()
+        .connect(url)
         .await
         .map_err(|e| format!("cannot connect to Postgres (check DB_CONN_URI): {e}"))?;
     for mut t in vector_index::vector_tables(&pool)

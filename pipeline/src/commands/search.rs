@@ -53,7 +53,7 @@ pub async fn search(config: &Path, text: &str, limit: u32) -> Exit {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let pool = match sqlx::PgPool::connect(&url).await {
+    let pool = match etl_postgres::namespace::pool_options().connect(&url).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: connecting to Postgres (check DB_CONN_URI): {e}");

@@ -17,6 +17,13 @@ pub async fn status(config: &Path, select: &SelectArgs) -> Exit {
         Ok(s) => s,
         Err(exit) => return exit,
     };
+    let ns = etl_postgres::namespace::current();
+    println!(
+        "pipeline: {} (data tables in schema {}, bookkeeping in schema {})",
+        ns.label(),
+        ns.data_schema(),
+        ns.book_schema()
+    );
     println!(
         "{:<24} {:<9} {:>9} {:>8} {:>7}  {:<22} last outcome",
         "step", "kind", "keys/rows", "pending", "failed", "last finished"

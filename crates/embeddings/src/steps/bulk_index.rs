@@ -50,10 +50,11 @@ pub async fn defer(pool: &PgPool, table: &str, pending: u64) -> Result<(), StepE
     .await
     .map_err(|e| sql_error("reading the vector indexes", table, e))?;
     for (schema, name, definition) in &indexes {
-        sqlx::query(
-            "INSERT INTO etl.deferred_indexes (table_name, index_name, definition)
+        sqlx::query(&format!(
+            "INSERT INTO {book}.deferred_indexes (table_name, index_name, definition)
              VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
+            book = etl_postgres::namespace::book_schema()
+        ))
         .bind(table)
         .bind(qualified(schema, name))
         .bind(definition)
@@ -98,9 +99,10 @@ pub struct Build<'a> {
 pub async fn restore(pool: &PgPool, table: &str, build: Build<'_>) -> Result<(), StepError> {
     let build_memory = build.memory;
     let quoted = etl_postgres::ident::quote_ident(table);
-    let deferred: Vec<(String, String)> = sqlx::query_as(
-        "SELECT index_name, definition FROM etl.deferred_indexes WHERE table_name = $1",
-    )
+    let deferred: Vec<(String, String)> = sqlx::query_as(&format!(
+        "SELECT index_name, definition FROM {book}.deferred_indexes WHERE table_name = $1",
+        book = etl_postgres::namespace::book_schema()
+    ))
     .bind(table)
     .fetch_all(pool)
     .await
@@ -154,12 +156,15 @@ pub async fn restore(pool: &PgPool, table: &str, build: Build<'_>) -> Result<(),
                     .map_err(|e| sql_error("allowing a parallel index build", table, e))?;
             }
         }
-        sqlx::query("DELETE FROM etl.deferred_indexes WHERE table_name = $1 AND index_name = $2")
-            .bind(table)
-            .bind(&name)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| sql_error("forgetting a deferred vector index", table, e))?;
+        sqlx::query(&format!(
+            "DELETE FROM {book}.deferred_indexes WHERE table_name = $1 AND index_name = $2",
+            book = etl_postgres::namespace::book_schema()
+        ))
+        .bind(table)
+        .bind(&name)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| sql_error("forgetting a deferred vector index", table, e))?;
         tx.commit()
             .await
             .map_err(|e| sql_error("making a vector index", table, e))?;

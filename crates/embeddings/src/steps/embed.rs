@@ -53,6 +53,9 @@ pub struct EmbedStep {
     database_url: Option<String>,
     /// Keys from which a run is a bulk load (see [`bulk_index`]).
     bulk_load_from_keys: u64,
+    /// Cache entries unused for this many days are forgotten after a run that embedded
+    /// (0: kept forever).
+    cache_max_age_days: u64,
     /// `maintenance_work_mem` for making the vector indexes again.
     index_build_memory: String,
     index_build_workers: u64,
@@ -87,6 +90,7 @@ impl EmbedStep {
         };
         let timeout = Duration::from_secs(settings.runtime_u64_or("timeout_secs", 60).max(1));
         let bulk_load_from_keys = settings.runtime_u64_or("bulk_load_from_keys", 2000);
+        let cache_max_age_days = settings.runtime_u64_or("cache_max_age_days", 0);
         let index_build_memory = settings.runtime_string_or("index_build_memory", "512MB");
         let index_build_workers = settings.runtime_u64_or("index_build_workers", 2);
         // Every key is read whatever the provider, so that none is reported as unknown.
@@ -142,6 +146,7 @@ impl EmbedStep {
             limits,
             database_url,
             bulk_load_from_keys,
+            cache_max_age_days,
             index_build_memory,
             index_build_workers,
             pool: OnceCell::new(),
@@ -302,6 +307,14 @@ impl Transform for EmbedStep {
             bulk_index::restore(self.pool().await?, &self.output, build).await?;
         }
         ctx.remember(INDEXES_IN_PLACE);
+        if keys_processed > 0 && self.cache_max_age_days > 0 {
+            let cache = EmbeddingCache::new(self.pool().await?.clone());
+            let gone = cache
+                .forget_unused(self.cache_max_age_days)
+                .await
+                .map_err(|e| StepError::transient(e.to_string()))?;
+            ctx.counters.add("embedding_cache_forgotten", gone);
+        }
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! The Postgres connections an embedding step opens for its own work (the cache, the vector
-//! indexes), besides the engine's store: a small pool, opened on first use.
+//! indexes), besides the engine's store: a small pool, opened on first use, in the pipeline's
+//! schemas (`etl_postgres::namespace`).
 
 use sqlx::PgPool;
 
@@ -10,7 +11,7 @@ pub async fn connect(database_url: Option<&str>, needed_for: &str) -> Result<PgP
     let url = database_url.ok_or_else(|| {
         StepError::fatal(format!("{needed_for} needs the database: set DB_CONN_URI"))
     })?;
-    sqlx::postgres::PgPoolOptions::new()
+    etl_postgres::namespace::pool_options()
         .max_connections(2)
         .connect(url)
         .await

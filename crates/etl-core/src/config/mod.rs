@@ -71,8 +71,8 @@ impl fmt::Display for ConfigErrors {
 /// could share one bookkeeping table.
 pub const IDENTIFIER_LIMIT: usize = 63;
 
-/// The longest name the store derives from a table's name: `meta__<table>__producer`.
-pub const TABLE_NAME_OVERHEAD: usize = "meta____producer".len();
+/// The longest name the store derives from a table's name: `meta__<table>__tombstones`.
+pub const TABLE_NAME_OVERHEAD: usize = "meta____tombstones".len();
 
 /// The longest name the store derives from a step's name: `keys__<step>__pending`.
 pub const STEP_NAME_OVERHEAD: usize = "keys____pending".len();

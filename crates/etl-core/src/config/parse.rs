@@ -2,6 +2,8 @@
 //!
 //! ```toml
 //! version = 1
+//! [pipeline]                      # optional: a named pipeline keeps its tables apart
+//! name = "sales"                  # (ETL_PIPELINE and --pipeline override it)
 //! [database]
 //! url = "${DB_CONN_URI}"
 //! [defaults]                      # optional; per-step values override them
@@ -33,6 +35,8 @@ pub struct PipelineConfig {
     pub version: i64,
     /// `[database] url`, not yet interpolated.
     pub database_url: Option<String>,
+    /// `[pipeline] name`: the pipeline's name when it shares its database with others.
+    pub pipeline_name: Option<String>,
     pub tables: BTreeMap<String, TableConfig>,
     pub steps: BTreeMap<String, StepConfig>,
 }
@@ -292,7 +296,9 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
     r.unknown_keys(
         "",
         &root,
-        &["version", "database", "defaults", "tables", "steps"],
+        &[
+            "version", "pipeline", "database", "defaults", "tables", "steps",
+        ],
     );
 
     let version = match root.get("version") {
@@ -319,6 +325,19 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
             0
         }
     };
+
+    let mut pipeline_name = None;
+    if let Some(p) = root.get("pipeline").and_then(|v| r.table("pipeline", v)) {
+        r.unknown_keys("pipeline", p, &["name"]);
+        match p.get("name") {
+            Some(toml::Value::String(s)) => pipeline_name = Some(s.clone()),
+            Some(other) => r.err(
+                "pipeline.name",
+                format!("expected a string, found {}", other.type_str()),
+            ),
+            None => {}
+        }
+    }
 
     let mut database_url = None;
     if let Some(db) = root.get("database").and_then(|v| r.table("database", v)) {
@@ -360,7 +379,8 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
                     &place,
                     "table names are lowercase letters, digits and `_`, starting with a letter",
                 );
-            } else if let Some(why) = too_long(name, TABLE_NAME_OVERHEAD, "etl.meta__{}__producer")
+            } else if let Some(why) =
+                too_long(name, TABLE_NAME_OVERHEAD, "etl.meta__{}__tombstones")
             {
                 r.err(&place, format!("the table name {why}"));
             }
@@ -411,6 +431,7 @@ pub fn parse(text: &str) -> (Option<PipelineConfig>, Vec<ConfigError>) {
     let config = PipelineConfig {
         version,
         database_url,
+        pipeline_name,
         tables,
         steps,
     };
@@ -433,14 +454,14 @@ mod tests {
                 "version = 1\n[tables.{t}]\nprimary_key = [\"id\"]\n[steps.{s}]\nkind = \"extract\"\nuses = \"x\"\noutputs = [\"{t}\"]\n"
             )
         };
-        assert!(errors_of(&config(&table(47), &"s".repeat(48))).is_empty());
-        let errors = errors_of(&config(&table(48), &"s".repeat(49)));
+        assert!(errors_of(&config(&table(45), &"s".repeat(48))).is_empty());
+        let errors = errors_of(&config(&table(46), &"s".repeat(49)));
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors
             .iter()
-            .any(|e| e.contains("the table name is 48 bytes; at most 47")
+            .any(|e| e.contains("the table name is 46 bytes; at most 45")
                 && e.contains("63-byte limit")
-                && e.contains("__producer")));
+                && e.contains("__tombstones")));
         assert!(errors
             .iter()
             .any(|e| e.contains("the step name is 49 bytes; at most 48")));

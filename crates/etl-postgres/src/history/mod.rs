@@ -17,10 +17,11 @@ pub mod summary;
 
 /// Records that a run began; returns its id.
 pub async fn run_begun(pool: &PgPool, invocation: &Invocation) -> Result<i64, StoreError> {
-    sqlx::query_scalar(
-        "INSERT INTO etl.runs (command, host, pid, worker) VALUES ($1, $2, $3, $4)
+    sqlx::query_scalar(&format!(
+        "INSERT INTO {book}.runs (command, host, pid, worker) VALUES ($1, $2, $3, $4)
          RETURNING run_id",
-    )
+        book = crate::namespace::book_schema()
+    ))
     .bind(&invocation.command)
     .bind(&invocation.host)
     .bind(invocation.pid as i32)
@@ -47,7 +48,7 @@ pub async fn step_reported(pool: &PgPool, run: i64, report: &StepReport) -> Resu
         })
         .collect();
     sqlx::query(
-        "INSERT INTO etl.run_steps (run_id, step, kind, started_at, outcome, reason, error_class,
+        &format!("INSERT INTO {book}.run_steps (run_id, step, kind, started_at, outcome, reason, error_class,
              keys_processed, keys_failed, tables, counters, failures, elapsed_ms)
          VALUES ($1, $2, $3, to_timestamp($4), $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT (run_id, step) DO UPDATE SET finished_at = now(),
@@ -55,7 +56,7 @@ pub async fn step_reported(pool: &PgPool, run: i64, report: &StepReport) -> Resu
              error_class = EXCLUDED.error_class, keys_processed = EXCLUDED.keys_processed,
              keys_failed = EXCLUDED.keys_failed, tables = EXCLUDED.tables,
              counters = EXCLUDED.counters, failures = EXCLUDED.failures,
-             elapsed_ms = EXCLUDED.elapsed_ms",
+             elapsed_ms = EXCLUDED.elapsed_ms", book = crate::namespace::book_schema()),
     )
     .bind(run)
     .bind(&report.step)
@@ -83,19 +84,24 @@ pub async fn run_ended(
     outcome: RunOutcome,
     retention: Duration,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE etl.runs SET finished_at = now(), outcome = $2 WHERE run_id = $1")
-        .bind(run)
-        .bind(outcome.as_str())
-        .execute(pool)
-        .await
-        .map_err(|e| db("recording the end of a run in etl.runs", e))?;
-    let pruned =
-        sqlx::query("DELETE FROM etl.runs WHERE started_at < now() - make_interval(secs => $1)")
-            .bind(retention.as_secs_f64())
-            .execute(pool)
-            .await
-            .map_err(|e| db("pruning the run history past its retention", e))?
-            .rows_affected();
+    sqlx::query(&format!(
+        "UPDATE {book}.runs SET finished_at = now(), outcome = $2 WHERE run_id = $1",
+        book = crate::namespace::book_schema()
+    ))
+    .bind(run)
+    .bind(outcome.as_str())
+    .execute(pool)
+    .await
+    .map_err(|e| db("recording the end of a run in etl.runs", e))?;
+    let pruned = sqlx::query(&format!(
+        "DELETE FROM {book}.runs WHERE started_at < now() - make_interval(secs => $1)",
+        book = crate::namespace::book_schema()
+    ))
+    .bind(retention.as_secs_f64())
+    .execute(pool)
+    .await
+    .map_err(|e| db("pruning the run history past its retention", e))?
+    .rows_affected();
     if pruned > 0 {
         tracing::info!(runs = pruned, "pruned runs past the history's retention");
     }
@@ -168,7 +174,8 @@ const STEP_COLUMNS: &str = "run_id, step, kind,
 /// The most recent runs, newest first.
 pub async fn recent_runs(pool: &PgPool, limit: i64) -> Result<Vec<RunRow>, StoreError> {
     sqlx::query_as(&format!(
-        "SELECT {RUN_COLUMNS} FROM etl.runs ORDER BY run_id DESC LIMIT $1"
+        "SELECT {RUN_COLUMNS} FROM {book}.runs ORDER BY run_id DESC LIMIT $1",
+        book = crate::namespace::book_schema()
     ))
     .bind(limit)
     .fetch_all(pool)
@@ -179,7 +186,8 @@ pub async fn recent_runs(pool: &PgPool, limit: i64) -> Result<Vec<RunRow>, Store
 /// One run, if the history still holds it.
 pub async fn run(pool: &PgPool, run_id: i64) -> Result<Option<RunRow>, StoreError> {
     sqlx::query_as(&format!(
-        "SELECT {RUN_COLUMNS} FROM etl.runs WHERE run_id = $1"
+        "SELECT {RUN_COLUMNS} FROM {book}.runs WHERE run_id = $1",
+        book = crate::namespace::book_schema()
     ))
     .bind(run_id)
     .fetch_optional(pool)
@@ -190,8 +198,9 @@ pub async fn run(pool: &PgPool, run_id: i64) -> Result<Option<RunRow>, StoreErro
 /// The steps of one or more runs, in the order they ended.
 pub async fn steps_of(pool: &PgPool, run_ids: &[i64]) -> Result<Vec<StepRow>, StoreError> {
     sqlx::query_as(&format!(
-        "SELECT {STEP_COLUMNS} FROM etl.run_steps WHERE run_id = ANY($1)
-         ORDER BY run_id DESC, finished_at, step"
+        "SELECT {STEP_COLUMNS} FROM {book}.run_steps WHERE run_id = ANY($1)
+         ORDER BY run_id DESC, finished_at, step",
+        book = crate::namespace::book_schema()
     ))
     .bind(run_ids)
     .fetch_all(pool)
@@ -204,8 +213,9 @@ pub async fn steps_of(pool: &PgPool, run_ids: &[i64]) -> Result<Vec<StepRow>, St
 /// never overlaps itself (its lock), so there is at most one; NULL before the history began.
 pub fn run_of_write(step: &str, at: &str) -> String {
     format!(
-        "(SELECT s.run_id FROM etl.run_steps AS s
+        "(SELECT s.run_id FROM {book}.run_steps AS s
            WHERE s.step = {step} AND s.started_at <= {at} AND s.finished_at >= {at}
-           ORDER BY s.run_id DESC LIMIT 1)"
+           ORDER BY s.run_id DESC LIMIT 1)",
+        book = crate::namespace::book_schema()
     )
 }

@@ -60,9 +60,10 @@ impl PgStore {
     }
 
     pub(super) async fn watermark(&self, step: &str, input: &str) -> Result<i64, StoreError> {
-        let wm: Option<i64> = sqlx::query_scalar(
-            "SELECT last_seq FROM etl.step_watermarks WHERE step = $1 AND input_table = $2",
-        )
+        let wm: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT last_seq FROM {book}.step_watermarks WHERE step = $1 AND input_table = $2",
+            book = crate::namespace::book_schema()
+        ))
         .bind(step)
         .bind(input)
         .fetch_optional(&self.pool)
@@ -75,12 +76,14 @@ impl PgStore {
         &self,
         step: &str,
     ) -> Result<Option<String>, StoreError> {
-        let fp: Option<Option<String>> =
-            sqlx::query_scalar("SELECT fingerprint FROM etl.steps WHERE step = $1")
-                .bind(step)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| db("reading a step fingerprint", e))?;
+        let fp: Option<Option<String>> = sqlx::query_scalar(&format!(
+            "SELECT fingerprint FROM {book}.steps WHERE step = $1",
+            book = crate::namespace::book_schema()
+        ))
+        .bind(step)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db("reading a step fingerprint", e))?;
         Ok(fp.flatten())
     }
 
@@ -93,12 +96,14 @@ impl PgStore {
         let kcols = column_list(&step.key, None);
         let ctx = || format!("capturing the changes of step `{}`", step.name);
         let mut tx = self.pool.begin().await.map_err(|e| db(ctx(), e))?;
-        let recorded: Option<Option<String>> =
-            sqlx::query_scalar("SELECT fingerprint FROM etl.steps WHERE step = $1 FOR UPDATE")
-                .bind(&step.name)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| db(ctx(), e))?;
+        let recorded: Option<Option<String>> = sqlx::query_scalar(&format!(
+            "SELECT fingerprint FROM {book}.steps WHERE step = $1 FOR UPDATE",
+            book = crate::namespace::book_schema()
+        ))
+        .bind(&step.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db(ctx(), e))?;
         let full = full_refresh || recorded.flatten().as_deref() != Some(step.fingerprint.as_str());
         if full {
             sqlx::query(&format!(
@@ -108,13 +113,14 @@ impl PgStore {
             .await
             .map_err(|e| db(ctx(), e))?;
         }
+        let mut changed_inputs = Vec::new();
         for input in &step.inputs {
             let meta = meta_table(&input.table);
             let wm: i64 = if full {
                 0
             } else {
                 sqlx::query_scalar::<_, i64>(
-                    "SELECT last_seq FROM etl.step_watermarks WHERE step = $1 AND input_table = $2",
+                    &format!("SELECT last_seq FROM {book}.step_watermarks WHERE step = $1 AND input_table = $2", book = crate::namespace::book_schema()),
                 )
                 .bind(&step.name)
                 .bind(&input.table)
@@ -128,6 +134,7 @@ impl PgStore {
                 .await
                 .map_err(|e| db(ctx(), e))?;
             if max > wm {
+                changed_inputs.push(input.table.clone());
                 let key_cols: Vec<String> = input.join.iter().map(|(k, _)| k.clone()).collect();
                 let in_cols: Vec<String> = input.join.iter().map(|(_, c)| c.clone()).collect();
                 if input.covers_key {
@@ -177,8 +184,8 @@ impl PgStore {
                 }
             }
             sqlx::query(
-                "INSERT INTO etl.step_watermarks (step, input_table, last_seq) VALUES ($1, $2, $3)
-                 ON CONFLICT (step, input_table) DO UPDATE SET last_seq = EXCLUDED.last_seq",
+                &format!("INSERT INTO {book}.step_watermarks (step, input_table, last_seq) VALUES ($1, $2, $3)
+                 ON CONFLICT (step, input_table) DO UPDATE SET last_seq = EXCLUDED.last_seq", book = crate::namespace::book_schema()),
             )
             .bind(&step.name)
             .bind(&input.table)
@@ -187,15 +194,20 @@ impl PgStore {
             .await
             .map_err(|e| db(ctx(), e))?;
         }
-        sqlx::query(
-            "INSERT INTO etl.steps (step, fingerprint) VALUES ($1, $2)
+        sqlx::query(&format!(
+            "INSERT INTO {book}.steps (step, fingerprint) VALUES ($1, $2)
              ON CONFLICT (step) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",
-        )
+            book = crate::namespace::book_schema()
+        ))
         .bind(&step.name)
         .bind(&step.fingerprint)
         .execute(&mut *tx)
         .await
         .map_err(|e| db(ctx(), e))?;
+        // Only a capture that saw changes can have moved a watermark past a tombstone.
+        for table in &changed_inputs {
+            self.prune_tombstones(&mut tx, table).await?;
+        }
         let pending: i64 =
             sqlx::query_scalar(&format!("SELECT count(*) FROM {keys} WHERE pending"))
                 .fetch_one(&mut *tx)

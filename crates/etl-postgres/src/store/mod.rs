@@ -12,11 +12,13 @@
 //! | `capture` | turning input changes into pending keys, paging them, `etl plan`'s counts |
 //! | `lookups` | stored hashes, produced rows, input rows of a batch, what a run would delete |
 //! | `runs` | run records, memos and `etl status` |
+//! | `tombstones` | pruning deleted rows' metadata once every reader has seen it |
 
 mod capture;
 mod lookups;
 mod runs;
 mod sql;
+mod tombstones;
 mod writes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +45,9 @@ pub struct PgStore {
     pool: PgPool,
     url: String,
     tables: RwLock<HashMap<String, Arc<TableInfo>>>,
+    /// Per table, the steps of the pipeline that read it (transforms and sinks): their
+    /// watermarks decide which of its tombstones every consumer has seen (see `capture`).
+    consumers: RwLock<HashMap<String, Vec<String>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -67,7 +72,7 @@ impl PgStore {
                     for setting in ["SET application_name = 'etl'", "SET random_page_cost = 1.1"] {
                         sqlx::query(setting).execute(&mut *conn).await?;
                     }
-                    Ok(())
+                    crate::namespace::configure(conn).await
                 })
             })
             .connect(url)
@@ -77,6 +82,7 @@ impl PgStore {
             pool,
             url: url.to_string(),
             tables: RwLock::new(HashMap::new()),
+            consumers: RwLock::new(HashMap::new()),
         })
     }
 
@@ -123,6 +129,20 @@ impl Store for PgStore {
         )
         .await?;
         *self.tables.write().expect("table cache") = infos.into_iter().collect();
+        let mut consumers: HashMap<String, Vec<String>> = HashMap::new();
+        for step in pipeline
+            .steps
+            .iter()
+            .filter(|s| s.kind != StepKind::Extract)
+        {
+            for input in &step.inputs {
+                let readers = consumers.entry(input.table.clone()).or_default();
+                if !readers.contains(&step.name) {
+                    readers.push(step.name.clone());
+                }
+            }
+        }
+        *self.consumers.write().expect("consumers") = consumers;
         Ok(())
     }
 

@@ -26,10 +26,11 @@ type LastRun = (
 
 impl PgStore {
     pub(super) async fn record_start(&self, step: &StepDef) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO etl.steps (step, last_started) VALUES ($1, now())
+        sqlx::query(&format!(
+            "INSERT INTO {book}.steps (step, last_started) VALUES ($1, now())
              ON CONFLICT (step) DO UPDATE SET last_started = now()",
-        )
+            book = crate::namespace::book_schema()
+        ))
         .bind(&step.name)
         .execute(&self.pool)
         .await
@@ -49,11 +50,11 @@ impl PgStore {
             _ => None,
         };
         sqlx::query(
-            "INSERT INTO etl.steps (step, last_finished, last_outcome, last_error, last_counters, last_elapsed_ms)
+            &format!("INSERT INTO {book}.steps (step, last_finished, last_outcome, last_error, last_counters, last_elapsed_ms)
              VALUES ($1, now(), $2, $3, $4, $5)
              ON CONFLICT (step) DO UPDATE SET last_finished = now(), last_outcome = EXCLUDED.last_outcome,
                  last_error = EXCLUDED.last_error, last_counters = EXCLUDED.last_counters,
-                 last_elapsed_ms = EXCLUDED.last_elapsed_ms",
+                 last_elapsed_ms = EXCLUDED.last_elapsed_ms", book = crate::namespace::book_schema()),
         )
         .bind(&step.name)
         .bind(outcome.label())
@@ -72,12 +73,13 @@ impl PgStore {
     ) -> Result<HashMap<String, String>, StoreError> {
         let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
         let fingerprints: Vec<&str> = steps.iter().map(|s| s.fingerprint.as_str()).collect();
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT s.step, s.memo FROM etl.steps AS s
+        let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT s.step, s.memo FROM {book}.steps AS s
                JOIN unnest($1::text[], $2::text[]) AS w(step, fingerprint)
                  ON w.step = s.step AND w.fingerprint = s.memo_fingerprint
               WHERE s.memo IS NOT NULL",
-        )
+            book = crate::namespace::book_schema()
+        ))
         .bind(&names)
         .bind(&fingerprints)
         .fetch_all(&self.pool)
@@ -91,11 +93,12 @@ impl PgStore {
         step: &StepDef,
         memo: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO etl.steps (step, memo, memo_fingerprint) VALUES ($1, $2, $3)
+        sqlx::query(&format!(
+            "INSERT INTO {book}.steps (step, memo, memo_fingerprint) VALUES ($1, $2, $3)
              ON CONFLICT (step) DO UPDATE SET memo = EXCLUDED.memo,
                  memo_fingerprint = EXCLUDED.memo_fingerprint",
-        )
+            book = crate::namespace::book_schema()
+        ))
         .bind(&step.name)
         .bind(memo)
         .bind(memo.map(|_| step.fingerprint.as_str()))
@@ -109,9 +112,9 @@ impl PgStore {
         let ctx = || format!("reading the status of step `{}`", step.name);
         let mut status = StepStatus::default();
         let row: Option<LastRun> = sqlx::query_as(
-            "SELECT to_char(last_started, 'YYYY-MM-DD HH24:MI:SS TZ'), to_char(last_finished, 'YYYY-MM-DD HH24:MI:SS TZ'),
+            &format!("SELECT to_char(last_started, 'YYYY-MM-DD HH24:MI:SS TZ'), to_char(last_finished, 'YYYY-MM-DD HH24:MI:SS TZ'),
                     last_outcome, last_error
-               FROM etl.steps WHERE step = $1",
+               FROM {book}.steps WHERE step = $1", book = crate::namespace::book_schema()),
         )
         .bind(&step.name)
         .fetch_optional(&self.pool)

@@ -154,14 +154,14 @@ impl PgStore {
             .join(", ");
         let sql = format!(
             "INSERT INTO {meta} AS m ({pk}, hash, producer_key, create_ts, update_ts, process_ts, delete_ts, seq)
-             SELECT {kcols}, q.h, q.p, now(), now(), now(), NULL, nextval('etl.change_seq')
+             SELECT {kcols}, q.h, q.p, now(), now(), now(), NULL, nextval('{book}.change_seq')
                FROM {unnest_with}
              ON CONFLICT ({pk}) DO UPDATE SET
                hash = EXCLUDED.hash, producer_key = EXCLUDED.producer_key,
                create_ts = CASE WHEN m.delete_ts IS NULL THEN m.create_ts ELSE now() END,
                update_ts = now(), process_ts = now(), delete_ts = NULL, seq = EXCLUDED.seq",
             meta = info.meta_table(),
-        );
+        book = crate::namespace::book_schema());
         let mut q = sqlx::query(&sql);
         for col in key_columns(&keys, width) {
             q = q.bind(col);
@@ -200,12 +200,12 @@ impl PgStore {
             .await
             .map_err(|e| db(format!("deleting rows of `{table}`"), e))?;
         let sql = format!(
-            "UPDATE {} AS t SET delete_ts = now(), update_ts = now(), hash = NULL, seq = nextval('etl.change_seq')
+            "UPDATE {} AS t SET delete_ts = now(), update_ts = now(), hash = NULL, seq = nextval('{book}.change_seq')
                FROM {} WHERE {} AND t.delete_ts IS NULL",
             info.meta_table(),
             unnest_keys(1, width, "d"),
             join_on("t", &info.def.primary_key, "d")
-        );
+        , book = crate::namespace::book_schema());
         let mut q = sqlx::query(&sql);
         for c in &cols {
             q = q.bind(c);

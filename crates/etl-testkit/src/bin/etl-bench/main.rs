@@ -6,7 +6,8 @@
 //! memory, rows written, texts sent to the fake embedding server (50 ms a request) and graph
 //! writes, and what the run asked of Grist (requests, bytes, rows read by id through the change
 //! feed); plus plain downloads of the same tables' CSVs from the same server, so a no-op run can
-//! be read as a ratio to the cost of reading the source. Embeddings have 1024 dimensions, as in
+//! be read as a ratio to the cost of reading the source. Then the bookkeeping's bytes per data
+//! row, and the graph's export, restore and rebuild (`ETL_BENCH_NO_BACKUP` leaves them out). Embeddings have 1024 dimensions, as in
 //! production settings (`ETL_BENCH_DIM` to change). The runs after the first wait until
 //! Postgres's autovacuum has finished with the load.
 //!
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod backup;
 mod docs;
 
 use docs::{generate, SIZES};
@@ -354,6 +356,9 @@ async fn main() {
             tokio::signal::ctrl_c().await.ok();
         }
         notes.push(bookkeeping(&db, size.name).await);
+        if std::env::var_os("ETL_BENCH_NO_BACKUP").is_none() {
+            notes.push(backup::graph_backup(&command, &work, size.name).await);
+        }
         notes.push(format!(
             "{}: plain download of the source CSVs {:.2} s; no-op run / download = {:.2}",
             size.name,
