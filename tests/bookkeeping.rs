@@ -46,17 +46,34 @@ async fn a_pruned_tombstone_never_resurrects_a_row_or_resends_a_delete() {
     // and the next run still deletes the node from the graph.
     ok(
         &s,
-        &["run", "--step", "grist_graph", "--step", "nodes", "--step", "embed_nodes"],
+        &[
+            "run",
+            "--step",
+            "grist_graph",
+            "--step",
+            "nodes",
+            "--step",
+            "embed_nodes",
+        ],
         &[],
     )
     .await;
     assert_eq!(tombstones(&s, "grist_nodes").await, 0);
     assert!(tombstones(&s, "nodes").await >= 1);
     s.run().await;
-    assert_eq!(s.count("SELECT count(*) FROM nodes").await, nodes_before - 1);
+    assert_eq!(
+        s.count("SELECT count(*) FROM nodes").await,
+        nodes_before - 1
+    );
     let after_delete = outcome(&s).await;
-    assert_eq!(after_delete.0, after_delete.1, "the graph's nodes equal the table's");
-    assert_eq!(after_delete.2, after_delete.3, "the graph's edges equal the table's");
+    assert_eq!(
+        after_delete.0, after_delete.1,
+        "the graph's nodes equal the table's"
+    );
+    assert_eq!(
+        after_delete.2, after_delete.3,
+        "the graph's edges equal the table's"
+    );
 
     // Every reader has seen it now: no tombstone is left anywhere along the way.
     for table in ["grist_nodes", "grist_edges", "nodes", "edges"] {
@@ -113,11 +130,17 @@ async fn the_embedding_cache_forgets_only_what_no_run_has_used_for_its_max_age()
     let r = ok(&s, &["run"], &[("EMBEDDINGS_CACHE_MAX_AGE_DAYS", "1")]).await;
     let left = s.count("SELECT count(*) FROM etl.embedding_cache").await;
     assert_eq!(s.count(old).await, 0, "{r}");
-    assert!(left >= 1 && left < entries, "{left} of {entries} entries left\n{r}");
+    assert!(
+        left >= 1 && left < entries,
+        "{left} of {entries} entries left\n{r}"
+    );
     // What was forgotten costs one embedding if it is ever needed again, and nothing else.
     let calls = s.model.requests();
     ok(&s, &["run", "--full-refresh"], &[]).await;
-    assert!(s.model.requests() > calls, "forgotten texts are embedded again");
+    assert!(
+        s.model.requests() > calls,
+        "forgotten texts are embedded again"
+    );
     assert_eq!(
         s.count("SELECT count(*) FROM etl.embedding_cache").await,
         entries,

@@ -40,9 +40,8 @@ async fn ok(s: &Setup, args: &[&str], env: &[(&str, &str)]) -> Run {
 
 /// Every table of the pipeline's two schemas, by name, as (rows, digest of every row's text).
 async fn tables_of(s: &Setup, pipeline: &str) -> BTreeMap<String, String> {
-    let tables = s
-        .db
-        .texts(&format!(
+    let tables =
+        s.db.texts(&format!(
             "SELECT schemaname || '.' || tablename FROM pg_tables
               WHERE schemaname IN ('{pipeline}', 'etl_{pipeline}') ORDER BY 1"
         ))
@@ -124,7 +123,10 @@ async fn two_pipelines_in_one_database_never_touch_each_others_rows_bookkeeping_
     // Each built its own tables, from its own docs.
     let alpha_types = labels_of(&s, "alpha").await;
     let beta_types = labels_of(&s, "beta").await;
-    assert!(alpha_types.contains(&"person".to_string()), "{alpha_types:?}");
+    assert!(
+        alpha_types.contains(&"person".to_string()),
+        "{alpha_types:?}"
+    );
     assert!(beta_types.contains(&"author".to_string()), "{beta_types:?}");
     assert!(
         alpha_types.iter().all(|t| !beta_types.contains(t)),
@@ -132,10 +134,15 @@ async fn two_pipelines_in_one_database_never_touch_each_others_rows_bookkeeping_
     );
     for (p, types) in [("alpha", &alpha_types), ("beta", &beta_types)] {
         let embedded = s
-            .count(&format!("SELECT count(*) FROM \"{p}\".rag_anchor_embeddings"))
+            .count(&format!(
+                "SELECT count(*) FROM \"{p}\".rag_anchor_embeddings"
+            ))
             .await;
         assert!(embedded > 0, "pipeline {p} embedded nothing");
-        assert!(!graph_of(&s, types).await.is_empty(), "pipeline {p} wrote no graph");
+        assert!(
+            !graph_of(&s, types).await.is_empty(),
+            "pipeline {p} wrote no graph"
+        );
     }
     // The default pipeline's schemas saw none of it.
     assert_eq!(tables_of_default(&s).await, default_before);
@@ -144,15 +151,26 @@ async fn two_pipelines_in_one_database_never_touch_each_others_rows_bookkeeping_
 
     let beta_tables = tables_of(&s, "beta").await;
     let beta_graph = graph_of(&s, &beta_types).await;
-    assert!(beta_tables.keys().any(|t| t == "etl_beta.runs"), "{beta_tables:?}");
+    assert!(
+        beta_tables.keys().any(|t| t == "etl_beta.runs"),
+        "{beta_tables:?}"
+    );
     let beta_unchanged = |what: &'static str| {
         let s = &s;
         let beta_tables = &beta_tables;
         let beta_graph = &beta_graph;
         let beta_types = &beta_types;
         async move {
-            assert_eq!(&tables_of(s, "beta").await, beta_tables, "after {what} in alpha");
-            assert_eq!(&graph_of(s, beta_types).await, beta_graph, "after {what} in alpha");
+            assert_eq!(
+                &tables_of(s, "beta").await,
+                beta_tables,
+                "after {what} in alpha"
+            );
+            assert_eq!(
+                &graph_of(s, beta_types).await,
+                beta_graph,
+                "after {what} in alpha"
+            );
         }
     };
 
@@ -184,7 +202,9 @@ async fn two_pipelines_in_one_database_never_touch_each_others_rows_bookkeeping_
     assert_eq!(refused.code, Some(2), "{refused}");
     ok(&s, &["run", "--allow-mass-delete"], ALPHA).await;
     assert!(
-        s.count("SELECT count(*) FROM alpha.nodes WHERE node_type = 'person'").await == 0,
+        s.count("SELECT count(*) FROM alpha.nodes WHERE node_type = 'person'")
+            .await
+            == 0,
         "alpha's mass delete did not go through"
     );
     beta_unchanged("a mass delete").await;
@@ -194,9 +214,9 @@ async fn two_pipelines_in_one_database_never_touch_each_others_rows_bookkeeping_
     assert!(r.processed_nothing(), "{r}");
     let status = ok(&s, &["status"], BETA).await;
     assert!(
-        status
-            .stdout
-            .starts_with("pipeline: beta (data tables in schema beta, bookkeeping in schema etl_beta)"),
+        status.stdout.starts_with(
+            "pipeline: beta (data tables in schema beta, bookkeeping in schema etl_beta)"
+        ),
         "{status}"
     );
 }
@@ -204,9 +224,8 @@ async fn two_pipelines_in_one_database_never_touch_each_others_rows_bookkeeping_
 /// The default pipeline's tables (schemas `public` and `etl`), as [`tables_of`] gives them.
 async fn tables_of_default(s: &Setup) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for t in s
-        .db
-        .texts(
+    for t in
+        s.db.texts(
             "SELECT schemaname || '.' || tablename FROM pg_tables
               WHERE schemaname IN ('public', 'etl') AND tablename <> '_sqlx_migrations' ORDER BY 1",
         )
@@ -227,7 +246,13 @@ async fn tables_of_default(s: &Setup) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_name_that_could_reach_another_schema_is_refused() {
     let s = Setup::demo().await;
-    for bad in ["public", "etl", "pg_catalog", "Sales", "a\"; DROP SCHEMA public; --"] {
+    for bad in [
+        "public",
+        "etl",
+        "pg_catalog",
+        "Sales",
+        "a\"; DROP SCHEMA public; --",
+    ] {
         let r = s.etl(&["status"], &[("ETL_PIPELINE", bad)]).await;
         assert_eq!(r.code, Some(4), "{r}");
         assert!(r.stderr.contains("is not allowed"), "{r}");

@@ -50,8 +50,21 @@ async fn a_stop_mid_transform_keeps_whole_batches_and_the_next_run_converges() {
         async move { h.run_with(opts).await }
     };
     let stopper = async {
-        // The extract is quick; `shape` takes 40 ms a batch of 2: stop after a few batches.
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // `shape` takes 40 ms a batch of 2: stop once its first batch has committed, however
+        // slow the machine (a fixed delay could fall before it, or after the last batch).
+        let mut conn = h.db.connect().await;
+        loop {
+            // Before the run prepares it, the table does not exist: that counts as nothing done.
+            let done: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM etl.\"keys__shape\" WHERE NOT pending")
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap_or(0);
+            if done > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         handle.stop();
     };
     let (r, ()) = tokio::join!(run, stopper);
