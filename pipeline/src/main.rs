@@ -74,6 +74,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Take batches of this pipeline's runs from the work queue until SIGTERM (any number of
+    /// workers, on any machine that reaches the database and the services).
+    Worker,
     /// Serve the runs, per-key lineage, /metrics and /healthz over HTTP (read-only).
     Serve {
         /// The address to listen on: 127.0.0.1 unless a reverse proxy with auth is in front.
@@ -197,6 +200,10 @@ pub struct RunArgs {
     /// Run again and again, this long apart (e.g. 5m, 1h); SIGTERM ends the loop cleanly.
     #[arg(long, env = "ETL_EVERY", value_name = "DURATION")]
     every: Option<String>,
+    /// Process the transforms' batches with N tasks of this process, through the work queue
+    /// that `etl worker` processes share (without it, the queue is used when workers are alive).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -266,6 +273,7 @@ fn main() -> ExitCode {
             Command::Run(args) => commands::run::run(&cli.config, &args).await,
             Command::Plan(select) => commands::run::plan(&cli.config, &select).await,
             Command::Status(select) => commands::status::status(&cli.config, &select).await,
+            Command::Worker => commands::worker::worker(&cli.config).await,
             Command::Serve { bind, port, run } => {
                 commands::serve::serve(&cli.config, bind, port, &run).await
             }

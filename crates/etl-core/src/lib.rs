@@ -9,7 +9,7 @@
 //!   selection.
 //! * [`runner`]: runs a pipeline (extracts' snapshots, transforms' batches); [`guard`]: no run
 //!   deletes most of a target unless allowed; [`retry`]: backoff for transient failures;
-//!   [`history`]: what a run records about itself;
+//!   [`history`]: what a run records about itself; [`queue`]: how workers share a run's batches;
 //!   [`report`]: what a run did.
 
 pub mod config;
@@ -17,6 +17,7 @@ pub mod dag;
 pub mod diff;
 pub mod guard;
 pub mod history;
+pub mod queue;
 pub mod report;
 pub mod retry;
 pub mod row_hash;

@@ -9,7 +9,7 @@ use crate::step::ErrorClass;
 use crate::store::PlanCounts;
 
 /// Rows written to one table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableCounts {
     pub inserted: u64,
     pub updated: u64,
@@ -18,6 +18,14 @@ pub struct TableCounts {
 }
 
 impl TableCounts {
+    /// Adds another batch's counts to these.
+    pub fn add(&mut self, other: &TableCounts) {
+        self.inserted += other.inserted;
+        self.updated += other.updated;
+        self.deleted += other.deleted;
+        self.unchanged += other.unchanged;
+    }
+
     pub fn written(&self) -> u64 {
         self.inserted + self.updated + self.deleted
     }

@@ -6,6 +6,7 @@
 //! | [`reads`] | the reads a step may make of the engine's state (`StoreReads`): drift checks |
 //! | [`history`] | the run history (`etl.runs`, `etl.run_steps`): written as runs go, read back |
 //! | [`sizes`] | the bookkeeping's size beside the data (rows, tombstones, bytes) |
+//! | [`queue`] | the work queue: batches leased to workers (`etl.batches`, `etl.workers`) |
 //! | [`pending`] | how long a step's oldest unprocessed change has waited (for the metrics) |
 //! | [`deletions`] | what a transform's run would delete, counted before it deletes anything |
 //! | [`schema`] | the data tables' columns and the bookkeeping tables beside them |
@@ -24,6 +25,7 @@ pub mod lock;
 pub mod migrate;
 pub mod namespace;
 pub mod pending;
+pub mod queue;
 pub mod reads;
 pub mod schema;
 pub mod sizes;

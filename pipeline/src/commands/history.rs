@@ -85,7 +85,17 @@ pub async fn history(config: &Path, run: Option<i64>, last: bool, limit: i64, js
     }
     match one {
         None => print_runs(&runs, &by_run),
-        Some(_) => print_run(&runs[0], by_run.get(&runs[0].run_id).unwrap_or(&empty)),
+        Some(id) => {
+            let workers = match etl_postgres::queue::batches_by_worker(pool, id).await {
+                Ok(w) => w,
+                Err(e) => return service(e),
+            };
+            print_run(
+                &runs[0],
+                by_run.get(&runs[0].run_id).unwrap_or(&empty),
+                &workers,
+            )
+        }
     }
     Exit::Ok
 }
@@ -123,7 +133,8 @@ fn print_runs(runs: &[RunRow], by_run: &BTreeMap<i64, Vec<&StepRow>>) {
     }
 }
 
-fn print_run(run: &RunRow, steps: &[&StepRow]) {
+/// One run; `workers`: the batches each worker completed, when the run shared them.
+fn print_run(run: &RunRow, steps: &[&StepRow], workers: &[(String, i64)]) {
     println!("run {}: {}", run.run_id, outcome(run));
     println!("  command:  {}", run.command);
     println!(
@@ -134,10 +145,11 @@ fn print_run(run: &RunRow, steps: &[&StepRow]) {
     );
     println!("  host:     {} (pid {})", run.host, run.pid);
     println!("  summary:  {}", RunSummary::of(steps).line());
-    let mut workers: BTreeMap<&str, usize> = BTreeMap::new();
-    workers.insert(run.worker.as_str(), steps.len());
+    if workers.is_empty() {
+        println!("  worker {}: {} steps", run.worker, steps.len());
+    }
     for (w, n) in workers {
-        println!("  worker {w}: {n} steps");
+        println!("  worker {w}: {n} batches");
     }
     println!();
     println!(

@@ -9,6 +9,7 @@ pub mod search;
 pub mod serve;
 pub mod status;
 pub mod verify;
+pub mod worker;
 
 use std::path::Path;
 use std::sync::Arc;

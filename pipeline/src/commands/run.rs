@@ -77,6 +77,13 @@ async fn run_once(config: &Path, args: &RunArgs, stop: &Stop) -> Exit {
             return Exit::Config;
         }
     };
+    let lease = match super::worker::lease_timeout() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Config;
+        }
+    };
     let store = match super::open_store(&pipeline, true).await {
         Ok(s) => s,
         Err(exit) => return exit,
@@ -88,6 +95,18 @@ async fn run_once(config: &Path, args: &RunArgs, stop: &Stop) -> Exit {
         }
         return Exit::Config;
     }
+    let invocation = invocation(retention);
+    let local = args.workers.map(usize::from);
+    let queue = if super::worker::share_batches(&store, lease, local).await {
+        Some(super::worker::queue_options(
+            &store,
+            &invocation.worker,
+            lease,
+            local.unwrap_or(1),
+        ))
+    } else {
+        None
+    };
     let mut runner = Runner::new(store, Arc::new(pipeline));
     if std::io::stderr().is_terminal() {
         runner = runner.with_progress(Arc::new(Bars::default()));
@@ -98,7 +117,8 @@ async fn run_once(config: &Path, args: &RunArgs, stop: &Stop) -> Exit {
         allow_mass_delete: args.allow_mass_delete,
         wait_for_locks: args.wait,
         stop: stop.clone(),
-        invocation: invocation(retention),
+        invocation,
+        queue,
         ..RunOptions::default()
     };
     let report = match runner.run(&opts).await {

@@ -67,6 +67,10 @@ pub async fn status(config: &Path, select: &SelectArgs) -> Exit {
         eprintln!("error: {e}");
         return Exit::Service;
     }
+    if let Err(e) = print_workers(store.pool()).await {
+        eprintln!("error: {e}");
+        return Exit::Service;
+    }
     if any_failed {
         Exit::KeysFailed
     } else {
@@ -121,6 +125,32 @@ async fn print_bookkeeping(
         bytes(cache.max(0) as u64)
     );
     println!();
+    Ok(())
+}
+
+/// The workers alive (seen within `ETL_LEASE_TIMEOUT`) and the batches they hold.
+async fn print_workers(pool: &sqlx::PgPool) -> Result<(), String> {
+    let lease = super::worker::lease_timeout()?;
+    let live = etl_postgres::queue::live_workers(pool, lease)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!();
+    println!("workers alive: {}", live.len());
+    for w in live {
+        let holds = if w.leases.is_empty() {
+            "no batch".to_string()
+        } else {
+            w.leases
+                .iter()
+                .map(|(step, id)| format!("{step} batch {id}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "  worker {} ({}, pid {}): seen {:.1}s ago, holds {holds}",
+            w.worker, w.host, w.pid, w.seen_secs_ago
+        );
+    }
     Ok(())
 }
 

@@ -26,6 +26,7 @@ impl Runner {
         opts: &RunOptions,
         ctx: &StepContext,
         early_drift: Option<DriftCheck>,
+        run_id: Option<i64>,
         report: &mut StepReport,
     ) -> Result<(), StepError> {
         let StepImpl::Transform(transform) = &step.implementation else {
@@ -84,6 +85,13 @@ impl Runner {
             retry: opts.retry,
             tally: crate::guard::DeleteTally::new(self.store.clone(), opts.allow_mass_delete),
         };
+        if let (Some(q), Some(run_id)) = (&opts.queue, run_id) {
+            self.run_queued(step, opts, q, run_id, &worker, report)
+                .await?;
+            transform.finished(ctx, report.keys_processed).await?;
+            self.keep_memo(step, ctx, opts).await;
+            return Ok(());
+        }
         let mut after: Option<Key> = None;
         let mut in_flight = FuturesUnordered::new();
         let mut exhausted = false;
@@ -124,11 +132,7 @@ impl Runner {
                         }
                     }
                     for (t, c) in done.tables {
-                        let e = report.tables.entry(t).or_default();
-                        e.inserted += c.inserted;
-                        e.updated += c.updated;
-                        e.deleted += c.deleted;
-                        e.unchanged += c.unchanged;
+                        report.tables.entry(t).or_default().add(&c);
                     }
                     self.progress
                         .advanced(&step.name, done.processed + done.failed_keys);
@@ -154,11 +158,11 @@ impl Runner {
 
 /// The outcome of one batch (after any splitting).
 #[derive(Default)]
-struct BatchDone {
-    processed: u64,
-    failed_keys: u64,
-    failures: Vec<String>,
-    tables: BTreeMap<String, TableCounts>,
+pub(super) struct BatchDone {
+    pub(super) processed: u64,
+    pub(super) failed_keys: u64,
+    pub(super) failures: Vec<String>,
+    pub(super) tables: BTreeMap<String, TableCounts>,
 }
 
 impl BatchDone {
@@ -167,27 +171,24 @@ impl BatchDone {
         self.failed_keys += other.failed_keys;
         self.failures.extend(other.failures);
         for (t, c) in other.tables {
-            let e = self.tables.entry(t).or_default();
-            e.inserted += c.inserted;
-            e.updated += c.updated;
-            e.deleted += c.deleted;
-            e.unchanged += c.unchanged;
+            self.tables.entry(t).or_default().add(&c);
         }
     }
 }
 
-struct BatchWorker<'a> {
-    store: Arc<dyn Store>,
-    pipeline: &'a Pipeline,
-    step: &'a StepDef,
-    ctx: &'a StepContext,
-    retry: RetryPolicy,
-    tally: crate::guard::DeleteTally,
+/// Processes batches of one step: the run's own, or a worker's (see `queued`).
+pub(super) struct BatchWorker<'a> {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) pipeline: &'a Pipeline,
+    pub(super) step: &'a StepDef,
+    pub(super) ctx: &'a StepContext,
+    pub(super) retry: RetryPolicy,
+    pub(super) tally: crate::guard::DeleteTally,
 }
 
 impl<'a> BatchWorker<'a> {
     /// Processes a batch; on a data error splits it until the failing keys are isolated.
-    fn process(&self, keys: Vec<Key>) -> BoxFuture<'_, Result<BatchDone, StepError>> {
+    pub(super) fn process(&self, keys: Vec<Key>) -> BoxFuture<'_, Result<BatchDone, StepError>> {
         Box::pin(async move {
             let attempt = retry(&self.retry, "process batch", || self.attempt(&keys)).await;
             match attempt {

@@ -19,6 +19,7 @@
 //! | `snapshot` | an extract's run: its snapshot diffed batch by batch, deletions at the end |
 //! | `batches` | a transform's run: captured keys processed in batches, split on data errors |
 //! | `plan` | `etl plan` for a transform: its counts and the cost it estimates |
+//! | `queued` | a transform's batches shared through the work queue; a worker's loop |
 //! | `stop` | the stop signal: steps finish their batch in flight and start nothing more |
 //!
 //! A run (not `etl plan`) records itself in the history as it goes: its invocation when it
@@ -26,9 +27,11 @@
 
 mod batches;
 mod plan;
+mod queued;
 mod snapshot;
 mod stop;
 
+pub use queued::QueueOptions;
 pub use snapshot::SnapshotWriter;
 pub use stop::{Stop, StopHandle};
 
@@ -62,6 +65,9 @@ pub struct RunOptions {
     pub stop: Stop,
     /// Who started the run, for the history.
     pub invocation: Invocation,
+    /// Share the transforms' batches with other workers through this queue (`None`: this
+    /// process processes them all, as it lists them).
+    pub queue: Option<QueueOptions>,
 }
 
 /// Progress reporting (a bar on a terminal, nothing otherwise).
@@ -248,7 +254,8 @@ impl Runner {
                     tracing::info_span!("step", step = %step.name, kind = step.kind.as_str());
                 running.push(Box::pin(async move {
                     let handle = tokio::spawn(
-                        async move { this.run_step(i, &opts, ctx, drift).await }.instrument(span),
+                        async move { this.run_step(i, &opts, ctx, drift, run_id).await }
+                            .instrument(span),
                     );
                     match handle.await {
                         Ok(r) => (i, r),
@@ -338,6 +345,7 @@ impl Runner {
         opts: &RunOptions,
         ctx: StepContext,
         early_drift: Option<DriftCheck>,
+        run_id: Option<i64>,
     ) -> StepReport {
         let step = &self.pipeline.steps[i];
         let dry_run = ctx.dry_run;
@@ -372,7 +380,7 @@ impl Runner {
         let result = match (&step.implementation, dry_run) {
             (StepImpl::Extract(_), _) => self.run_extract(step, opts, &ctx, &mut report).await,
             (StepImpl::Transform(_), false) => {
-                self.run_transform(step, opts, &ctx, early_drift, &mut report)
+                self.run_transform(step, opts, &ctx, early_drift, run_id, &mut report)
                     .await
             }
             (StepImpl::Transform(_), true) => self.plan_transform(step, &ctx, &mut report).await,

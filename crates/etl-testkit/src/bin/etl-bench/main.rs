@@ -11,6 +11,8 @@
 //! production settings (`ETL_BENCH_DIM` to change). The runs after the first wait until
 //! Postgres's autovacuum has finished with the load.
 //!
+//! `etl-bench workers` instead measures texts embedded per second with 1, 2 and 4 workers.
+//!
 //! Needs the services (`scripts/services start`) and a release build of etl:
 //! `cargo build --release -p etl && cargo run --release -p etl-testkit --bin etl-bench -- S M`.
 
@@ -22,6 +24,7 @@ use serde_json::{json, Value};
 
 mod backup;
 mod docs;
+mod workers;
 
 use docs::{generate, SIZES};
 use etl_testkit::fake_openai::FakeOpenAi;
@@ -213,71 +216,25 @@ async fn main() {
         .unwrap_or_else(|_| etl_testkit::postgres::DEFAULT_URL.to_string());
 
     let dim = std::env::var("ETL_BENCH_DIM").unwrap_or_else(|_| "1024".into());
+    if wanted == ["workers"] {
+        workers::bench(&admin, &etl, &repo, &dim).await;
+        return;
+    }
     println!("embedding dimensions: {dim}; Grist: the emulator (`etl grist serve`)");
     println!();
     println!("| size | run | wall s | peak MiB | rows written | texts embedded | graph writes | Grist requests | Grist KiB | rows read by id |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut notes = Vec::new();
     for size in SIZES.iter().filter(|s| wanted.iter().any(|w| w == s.name)) {
-        let work = tempfile_dir(&format!("etl-bench-{}", size.name));
-        generate(&work, size);
-        let port = 18500 + size.persons as u16 % 1000;
-        let mut serve = tokio::process::Command::new(&etl)
-            .args(["grist", "serve", "--port", &port.to_string()])
-            .args(["bench-data-model", "bench-data", "bench-test-set"].map(|d| work.join(d)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let grist = format!("http://127.0.0.1:{port}");
-        for _ in 0..600 {
-            if reqwest::get(format!("{grist}/api/docs/bench-data/tables"))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let model = FakeOpenAi::start(0).await;
-        model.set_latency(Duration::from_millis(50));
-        let graph = TestGraph::new().await;
-        let db_name = format!("etl_bench_{}", size.name.to_lowercase());
-        let mut admin_conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-            .await
-            .unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-            .execute(&mut admin_conn)
-            .await
-            .unwrap();
-        sqlx::query(&format!("CREATE DATABASE {db_name}"))
-            .execute(&mut admin_conn)
-            .await
-            .unwrap();
-        let db = etl_testkit::postgres::with_database(&admin, &db_name);
-        let mut env: Vec<(String, String)> = vec![
-            ("DB_CONN_URI".into(), db.clone()),
-            ("GRIST_SERVER_URL".into(), grist.clone()),
-            ("GRIST_DATA_MODEL_DOC_ID".into(), "bench-data-model".into()),
-            ("GRIST_DATA_DOC_ID".into(), "bench-data".into()),
-            ("GRIST_TEST_SET_DOC_ID".into(), "bench-test-set".into()),
-            ("EMBEDDINGS_PROVIDER".into(), "openai".into()),
-            ("OPENAI_BASE_URL".into(), model.base_url()),
-            ("OPENAI_API_KEY".into(), "bench".into()),
-            ("EMBEDDINGS_MODEL".into(), "fake".into()),
-            ("EMBEDDINGS_DIM".into(), dim.clone()),
-            ("RUST_LOG".into(), "error".into()),
-        ];
-        env.extend(graph.env());
-        let command = |args: &[&str]| {
-            let mut c = tokio::process::Command::new(&etl);
-            c.current_dir(&repo)
-                .args(args)
-                .envs(env.clone())
-                .env_remove("GRIST_API_KEY");
-            c
-        };
+        let mut services = Services::start(size, &admin, &etl, &dim).await;
+        let (grist, db, db_name, work) = (
+            services.grist.clone(),
+            services.db.clone(),
+            services.db_name.clone(),
+            services.work.clone(),
+        );
+        let model = &services.model;
+        let command = |args: &[&str]| services.command(&etl, &repo, args);
         measure(command(&["migrate"])).await;
 
         // Plain downloads of the CSVs of every table the run reads, one after another, for
@@ -349,7 +306,7 @@ async fn main() {
         }
         if std::env::var_os("ETL_BENCH_HOLD").is_some() {
             // For profiling by hand: keep the services of this size up, and say how to reach them.
-            for (k, v) in &env {
+            for (k, v) in &services.env {
                 println!("export {k}='{v}'");
             }
             println!("holding; interrupt to end");
@@ -365,11 +322,101 @@ async fn main() {
             download.as_secs_f64(),
             no_op.as_secs_f64() / download.as_secs_f64().max(1e-9)
         ));
-        let _ = serve.kill().await;
+        let _ = services.serve.kill().await;
     }
     println!();
     for n in notes {
         println!("{n}");
+    }
+}
+
+/// A size's services: its docs served by `etl grist serve`, the fake embedding server (50 ms a
+/// request), a graph database and a fresh Postgres database; and the environment that reaches
+/// them.
+struct Services {
+    serve: tokio::process::Child,
+    grist: String,
+    model: FakeOpenAi,
+    _graph: TestGraph,
+    db: String,
+    db_name: String,
+    work: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Services {
+    async fn start(size: &docs::Size, admin: &str, etl: &Path, dim: &str) -> Services {
+        let work = tempfile_dir(&format!("etl-bench-{}", size.name));
+        generate(&work, size);
+        let port = 18500 + size.persons as u16 % 1000;
+        let serve = tokio::process::Command::new(etl)
+            .args(["grist", "serve", "--port", &port.to_string()])
+            .args(["bench-data-model", "bench-data", "bench-test-set"].map(|d| work.join(d)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let grist = format!("http://127.0.0.1:{port}");
+        for _ in 0..600 {
+            if reqwest::get(format!("{grist}/api/docs/bench-data/tables"))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let model = FakeOpenAi::start(0).await;
+        model.set_latency(Duration::from_millis(50));
+        let graph = TestGraph::new().await;
+        let db_name = format!("etl_bench_{}", size.name.to_lowercase());
+        let mut admin_conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin)
+            .await
+            .unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+            .execute(&mut admin_conn)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {db_name}"))
+            .execute(&mut admin_conn)
+            .await
+            .unwrap();
+        let db = etl_testkit::postgres::with_database(admin, &db_name);
+        let mut env: Vec<(String, String)> = vec![
+            ("DB_CONN_URI".into(), db.clone()),
+            ("GRIST_SERVER_URL".into(), grist.clone()),
+            ("GRIST_DATA_MODEL_DOC_ID".into(), "bench-data-model".into()),
+            ("GRIST_DATA_DOC_ID".into(), "bench-data".into()),
+            ("GRIST_TEST_SET_DOC_ID".into(), "bench-test-set".into()),
+            ("EMBEDDINGS_PROVIDER".into(), "openai".into()),
+            ("OPENAI_BASE_URL".into(), model.base_url()),
+            ("OPENAI_API_KEY".into(), "bench".into()),
+            ("EMBEDDINGS_MODEL".into(), "fake".into()),
+            ("EMBEDDINGS_DIM".into(), dim.to_string()),
+            ("RUST_LOG".into(), "error".into()),
+        ];
+        env.extend(graph.env());
+        Services {
+            serve,
+            grist,
+            model,
+            _graph: graph,
+            db,
+            db_name,
+            work,
+            env,
+        }
+    }
+
+    /// `etl ARGS` with the services' environment.
+    fn command(&self, etl: &Path, repo: &Path, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(etl);
+        c.current_dir(repo)
+            .args(args)
+            .envs(self.env.clone())
+            .env_remove("GRIST_API_KEY");
+        c
     }
 }
 
