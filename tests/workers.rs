@@ -35,7 +35,8 @@ struct Workers {
     children: Vec<tokio::process::Child>,
 }
 
-const LEASE: &str = "2s";
+/// Short, so a killed worker's batch comes back quickly; renewed every third of it.
+const LEASE: &str = "3s";
 
 impl Workers {
     async fn start(s: &Setup, config: &str, n: usize) -> Workers {
@@ -141,7 +142,8 @@ async fn three_workers_and_a_run_give_what_one_process_gives() {
     let expected = outcome(&alone).await;
 
     let s = Setup::demo().await;
-    s.model.set_latency(Duration::from_millis(30));
+    // Slow enough that the run's own task cannot take every embedding batch first.
+    s.model.set_latency(Duration::from_millis(100));
     let workers = Workers::start(&s, config, 3).await;
     run(&s, config).await;
     assert_eq!(outcome(&s).await, expected);

@@ -48,6 +48,8 @@ impl std::fmt::Debug for QueueOptions {
 const PAGES_PER_PUBLISH: usize = 50;
 /// How often a task with nothing to claim looks again while other workers hold batches.
 const POLL: Duration = Duration::from_millis(100);
+/// How often an idle worker looks for batches: one indexed query.
+const IDLE_POLL: Duration = Duration::from_millis(250);
 
 impl BatchDone {
     fn into_result(self, counters: std::collections::BTreeMap<String, u64>) -> BatchResult {
@@ -280,7 +282,7 @@ impl Runner {
             };
             let Some(batch) = claimed else {
                 tokio::select! {
-                    _ = tokio::time::sleep(POLL * 5) => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
                     _ = stop.wait() => {}
                 }
                 continue;
