@@ -251,3 +251,38 @@ async fn a_worker_killed_mid_run_loses_its_batch_and_the_run_still_completes() {
     workers.children.remove(0);
     workers.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_workers_n_shares_its_batches_among_its_own_tasks() {
+    let config = small_batches_config();
+    let config = config.to_str().unwrap();
+    let alone = Setup::demo().await;
+    run(&alone, config).await;
+    let expected = outcome(&alone).await;
+
+    let s = Setup::demo().await;
+    s.model.set_latency(Duration::from_millis(20));
+    let r = s
+        .etl(
+            &["--config", config, "run", "--workers", "3"],
+            &[("ETL_WORKER_NAME", "solo")],
+        )
+        .await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(outcome(&s).await, expected);
+    assert!(s.count("SELECT count(*) FROM etl.batches").await > 10);
+    assert_eq!(
+        s.count("SELECT count(*) FROM etl.batches WHERE worker <> 'solo' OR claims <> 1 OR state <> 'done'")
+            .await,
+        0
+    );
+    let history = s.etl(&["history", "--last"], &[]).await;
+    assert!(
+        history
+            .stdout
+            .lines()
+            .any(|l| l.trim().starts_with("worker solo: ") && l.trim().ends_with(" batches")),
+        "{history}"
+    );
+    assert!(sent_twice(&s).is_empty());
+}
