@@ -120,6 +120,13 @@ async fn run(s: &Setup, config: &str) -> Run {
     r
 }
 
+/// What a run of one process, with no worker, leaves on the demo.
+async fn one_process(config: &str) -> Vec<String> {
+    let alone = Setup::demo().await;
+    run(&alone, config).await;
+    outcome(&alone).await
+}
+
 /// The texts the model was sent more than once.
 fn sent_twice(s: &Setup) -> Vec<String> {
     let mut texts = s.model.texts();
@@ -137,9 +144,7 @@ fn sent_twice(s: &Setup) -> Vec<String> {
 async fn three_workers_and_a_run_give_what_one_process_gives() {
     let config = small_batches_config();
     let config = config.to_str().unwrap();
-    let alone = Setup::demo().await;
-    run(&alone, config).await;
-    let expected = outcome(&alone).await;
+    let expected = one_process(config).await;
 
     let s = Setup::demo().await;
     // Slow enough that the run's own task cannot take every embedding batch first.
@@ -191,9 +196,7 @@ async fn three_workers_and_a_run_give_what_one_process_gives() {
 async fn a_worker_killed_mid_run_loses_its_batch_and_the_run_still_completes() {
     let config = small_batches_config();
     let config = config.to_str().unwrap();
-    let alone = Setup::demo().await;
-    run(&alone, config).await;
-    let expected = outcome(&alone).await;
+    let expected = one_process(config).await;
 
     let s = Setup::demo().await;
     s.model.set_latency(Duration::from_millis(200));
@@ -256,9 +259,7 @@ async fn a_worker_killed_mid_run_loses_its_batch_and_the_run_still_completes() {
 async fn a_run_with_workers_n_shares_its_batches_among_its_own_tasks() {
     let config = small_batches_config();
     let config = config.to_str().unwrap();
-    let alone = Setup::demo().await;
-    run(&alone, config).await;
-    let expected = outcome(&alone).await;
+    let expected = one_process(config).await;
 
     let s = Setup::demo().await;
     s.model.set_latency(Duration::from_millis(20));
