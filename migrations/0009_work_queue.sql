@@ -7,7 +7,7 @@ CREATE TABLE IF NOT EXISTS etl.batches (
     run_id       bigint NOT NULL REFERENCES etl.runs ON DELETE CASCADE,
     step         text NOT NULL,
     fingerprint  text NOT NULL,
-    -- The batch's keys: one JSON array of key parts per key.
+    -- The batch's keys: one JSON array of key parts per key (emptied once done or closed).
     keys         jsonb NOT NULL,
     -- ready (waiting), leased (a worker holds it until lease_until), done, or closed (the run
     -- stopped or failed before it was done: its keys stay pending for the next run).

@@ -160,6 +160,12 @@ async fn three_workers_and_a_run_give_what_one_process_gives() {
         0
     );
     assert!(s.count("SELECT count(*) FROM etl.batches").await > 10);
+    // Done batches keep who did them and what they did, not their keys.
+    assert_eq!(
+        s.count("SELECT count(*) FROM etl.batches WHERE keys <> '[]' OR result IS NULL")
+            .await,
+        0
+    );
     let by_worker =
         s.db.texts("SELECT DISTINCT worker FROM etl.batches WHERE worker LIKE 'w_'")
             .await;

@@ -4,7 +4,9 @@
 //! steps the worker may process, locked with `FOR UPDATE SKIP LOCKED` so two claims never pick
 //! the same row, and leased in the same `UPDATE`. Renewing extends every lease of the worker and
 //! its heartbeat (a worker's row in `etl.workers`, a run's `heartbeat_at`). Completing is
-//! conditional on still holding the lease.
+//! conditional on still holding the lease. A batch done or closed forgets its keys (a sink's
+//! batch of 10,000 edge keys is half a megabyte) and keeps who did it and what it did, for the
+//! history, until its run is pruned.
 
 use std::time::Duration;
 
@@ -183,7 +185,8 @@ impl WorkQueue for PgQueue {
     ) -> Result<bool, StoreError> {
         let result = serde_json::to_value(result).unwrap_or_default();
         let done = sqlx::query(&format!(
-            "UPDATE {book}.batches SET state = 'done', result = $3, done_at = now(), lease_until = NULL
+            "UPDATE {book}.batches
+                SET state = 'done', result = $3, done_at = now(), lease_until = NULL, keys = '[]'
               WHERE batch_id = $1 AND worker = $2 AND state = 'leased'",
             book = book_schema()
         ))
@@ -222,7 +225,7 @@ impl WorkQueue for PgQueue {
 
     async fn close(&self, run: i64, step: &str) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "UPDATE {book}.batches SET state = 'closed', lease_until = NULL
+            "UPDATE {book}.batches SET state = 'closed', lease_until = NULL, keys = '[]'
               WHERE run_id = $1 AND step = $2 AND state <> 'done'",
             book = book_schema()
         ))
