@@ -48,15 +48,6 @@ pub struct BatchResult {
     pub counters: BTreeMap<String, u64>,
 }
 
-/// How far a step's published batches are.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StepProgress {
-    /// Batches not completed yet (waiting or leased).
-    pub open: u64,
-    /// The results of the batches completed, all of them.
-    pub done: Vec<BatchResult>,
-}
-
 #[async_trait]
 pub trait WorkQueue: Send + Sync {
     /// Publishes batches of a step's keys for run `run`, under the step's fingerprint.
@@ -96,8 +87,11 @@ pub trait WorkQueue: Send + Sync {
         result: &BatchResult,
     ) -> Result<bool, StoreError>;
 
-    /// How far the batches of `step` in `run` are.
-    async fn progress(&self, run: i64, step: &str) -> Result<StepProgress, StoreError>;
+    /// How many batches of `step` in `run` are not completed yet (waiting or leased).
+    async fn open(&self, run: i64, step: &str) -> Result<u64, StoreError>;
+
+    /// The results of the batches of `step` in `run` that were completed, all of them.
+    async fn results(&self, run: i64, step: &str) -> Result<Vec<BatchResult>, StoreError>;
 
     /// The run is done with `step` (finished, stopped or failed): its batches not completed
     /// can no longer be claimed.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::PgPool;
 
-use etl_core::queue::{BatchResult, ClaimedBatch, StepProgress, WorkQueue};
+use etl_core::queue::{BatchResult, ClaimedBatch, WorkQueue};
 use etl_core::store::StoreError;
 use etl_core::Key;
 
@@ -200,9 +200,24 @@ impl WorkQueue for PgQueue {
         Ok(done == 1)
     }
 
-    async fn progress(&self, run: i64, step: &str) -> Result<StepProgress, StoreError> {
-        let rows: Vec<(String, Option<serde_json::Value>)> = sqlx::query_as(&format!(
-            "SELECT state, result FROM {book}.batches WHERE run_id = $1 AND step = $2",
+    async fn open(&self, run: i64, step: &str) -> Result<u64, StoreError> {
+        let open: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {book}.batches
+              WHERE run_id = $1 AND step = $2 AND state IN ('ready', 'leased')",
+            book = book_schema()
+        ))
+        .bind(run)
+        .bind(step)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db(format!("counting the open batches of step `{step}`"), e))?;
+        Ok(open as u64)
+    }
+
+    async fn results(&self, run: i64, step: &str) -> Result<Vec<BatchResult>, StoreError> {
+        let rows: Vec<serde_json::Value> = sqlx::query_scalar(&format!(
+            "SELECT result FROM {book}.batches
+              WHERE run_id = $1 AND step = $2 AND state = 'done' ORDER BY batch_id",
             book = book_schema()
         ))
         .bind(run)
@@ -210,17 +225,10 @@ impl WorkQueue for PgQueue {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| db(format!("reading the batches of step `{step}`"), e))?;
-        let mut progress = StepProgress::default();
-        for (state, result) in rows {
-            match (state.as_str(), result) {
-                ("done", Some(r)) => progress
-                    .done
-                    .push(serde_json::from_value(r).unwrap_or_default()),
-                ("closed", _) => {}
-                _ => progress.open += 1,
-            }
-        }
-        Ok(progress)
+        Ok(rows
+            .into_iter()
+            .map(|r| serde_json::from_value(r).unwrap_or_default())
+            .collect())
     }
 
     async fn close(&self, run: i64, step: &str) -> Result<(), StoreError> {

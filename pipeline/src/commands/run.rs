@@ -100,7 +100,7 @@ async fn run_once(config: &Path, args: &RunArgs, stop: &Stop) -> Exit {
     let queue = if super::worker::share_batches(&store, lease, local).await {
         Some(super::worker::queue_options(
             &store,
-            &invocation.worker,
+            &invocation,
             lease,
             local.unwrap_or(1),
         ))

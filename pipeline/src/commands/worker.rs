@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use etl_core::history::Invocation;
 use etl_core::runner::QueueOptions;
 use etl_core::Runner;
 use etl_postgres::queue::PgQueue;
@@ -28,16 +29,20 @@ pub fn lease_timeout() -> Result<Duration, String> {
     }
 }
 
-/// The queue of this store, for the process's worker id.
-pub fn queue_options(store: &PgStore, worker: &str, lease: Duration, local: usize) -> QueueOptions {
-    let invocation = super::run::invocation(Duration::ZERO);
+/// The queue of this store, for the process `who` says (its worker id, host and pid).
+pub fn queue_options(
+    store: &PgStore,
+    who: &Invocation,
+    lease: Duration,
+    local: usize,
+) -> QueueOptions {
     QueueOptions {
         queue: Arc::new(PgQueue::new(
             store.pool().clone(),
-            invocation.host,
-            invocation.pid,
+            who.host.clone(),
+            who.pid,
         )),
-        worker: worker.to_string(),
+        worker: who.worker.clone(),
         lease,
         local_workers: local,
     }
@@ -74,8 +79,9 @@ pub async fn worker(config: &Path) -> Exit {
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    let id = super::run::invocation(Duration::ZERO).worker;
-    let q = queue_options(&store, &id, lease, 1);
+    let who = super::run::invocation(Duration::ZERO);
+    let id = who.worker.clone();
+    let q = queue_options(&store, &who, lease, 1);
     let runner = Runner::new(store, Arc::new(pipeline));
     let stop = crate::schedule::stop_on_signals();
     tracing::info!(worker = %id, lease_secs = lease.as_secs_f64(), "worker started: waiting for batches");

@@ -124,18 +124,14 @@ impl Runner {
             match in_flight.next().await {
                 None => break,
                 Some(Ok(done)) => {
-                    report.keys_processed += done.processed;
-                    report.keys_failed += done.failures.len() as u64;
-                    for f in done.failures {
-                        if report.failures.len() < 5 {
-                            report.failures.push(f);
-                        }
-                    }
-                    for (t, c) in done.tables {
-                        report.tables.entry(t).or_default().add(&c);
-                    }
                     self.progress
                         .advanced(&step.name, done.processed + done.failed_keys);
+                    // The batch's counters went to the step's context as it worked.
+                    super::queued::add_up(
+                        report,
+                        &ctx.counters,
+                        done.into_result(Default::default()),
+                    );
                 }
                 Some(Err(e)) => {
                     if fatal.is_none() {

@@ -52,7 +52,10 @@ const POLL: Duration = Duration::from_millis(100);
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
 impl BatchDone {
-    fn into_result(self, counters: std::collections::BTreeMap<String, u64>) -> BatchResult {
+    pub(super) fn into_result(
+        self,
+        counters: std::collections::BTreeMap<String, u64>,
+    ) -> BatchResult {
         BatchResult {
             processed: self.processed,
             failed_keys: self.failed_keys,
@@ -94,7 +97,7 @@ struct StepShare<'s, 'w> {
 }
 
 /// Adds a batch's result to the step's report (its counters to the step's).
-fn add_up(report: &mut StepReport, counters: &crate::step::Counters, r: BatchResult) {
+pub(super) fn add_up(report: &mut StepReport, counters: &crate::step::Counters, r: BatchResult) {
     report.keys_processed += r.processed;
     report.keys_failed += r.failed_keys;
     for f in r.failures {
@@ -152,9 +155,16 @@ impl Runner {
         })
         .await?;
         let renewing = keep_leases(queue.clone(), q.worker.clone(), q.lease, Some(run_id));
-        let outcome = self
-            .work_on_step(step, opts, q, run_id, worker, report)
-            .await;
+        let share = StepShare {
+            step,
+            opts,
+            q,
+            run_id,
+            worker,
+            only: [(step.name.clone(), step.fingerprint.clone())],
+            halt: AtomicBool::new(false),
+        };
+        let outcome = self.work_on_step(&share, report).await;
         renewing.abort();
         // Whatever happened, nobody takes this step's batches any more.
         if let Err(e) = queue.close(run_id, &step.name).await {
@@ -166,25 +176,13 @@ impl Runner {
     /// The run's own tasks on a step's published batches, then what every worker did.
     async fn work_on_step(
         &self,
-        step: &StepDef,
-        opts: &RunOptions,
-        q: &QueueOptions,
-        run_id: i64,
-        worker: &BatchWorker<'_>,
+        share: &StepShare<'_, '_>,
         report: &mut StepReport,
     ) -> Result<(), StepError> {
-        let share = StepShare {
-            step,
-            opts,
-            q,
-            run_id,
-            worker,
-            only: [(step.name.clone(), step.fingerprint.clone())],
-            halt: AtomicBool::new(false),
-        };
+        let StepShare { step, opts, q, .. } = *share;
         let tasks = q.local_workers.max(step.concurrency).max(1);
         let work = (0..tasks).map(|_| async {
-            let outcome = self.claim_and_process(&share).await;
+            let outcome = self.claim_and_process(share).await;
             if outcome.is_err() {
                 // A task that fails stops the others from claiming more.
                 share.halt.store(true, Ordering::Relaxed);
@@ -195,12 +193,12 @@ impl Runner {
         for outcome in futures::future::join_all(work).await {
             stopped |= outcome?;
         }
-        let progress = retry(&opts.retry, "read the step's batches", || {
-            q.queue.progress(run_id, &step.name)
+        let results = retry(&opts.retry, "read the step's batches", || {
+            q.queue.results(share.run_id, &step.name)
         })
         .await?;
-        for r in progress.done {
-            add_up(report, &worker.ctx.counters, r);
+        for r in results {
+            add_up(report, &share.worker.ctx.counters, r);
         }
         if stopped {
             return Err(StepError::interrupted());
@@ -229,11 +227,10 @@ impl Runner {
             })
             .await?;
             let Some(batch) = claimed else {
-                let open = retry(retry_policy, "read the step's batches", || {
-                    queue.progress(s.run_id, &step.name)
+                let open = retry(retry_policy, "count the step's open batches", || {
+                    queue.open(s.run_id, &step.name)
                 })
-                .await?
-                .open;
+                .await?;
                 if open == 0 {
                     return Ok(false);
                 }
