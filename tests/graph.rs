@@ -220,3 +220,60 @@ async fn changes_made_upstream_in_the_same_run_are_not_mistaken_for_drift() {
     assert!(!r.stdout.contains("graph_edges_written"), "{r}");
     assert_graph_equals_tables(&s).await;
 }
+
+/// The counted_at of a sink's memo (0 when it has none).
+async fn counted_at(s: &Setup, step: &str) -> i64 {
+    s.count(&format!(
+        "SELECT coalesce((memo::json->>'counted_at')::bigint, 0) FROM etl.steps WHERE step = '{step}'"
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_graph_is_sampled_between_counts_and_an_emptied_one_still_repaired() {
+    let s = Setup::demo().await;
+    // The demo's graph counts as large: runs between two counts look up a sample of keys.
+    let sampled = [("GRAPH_DRIFT_SAMPLE_FROM", "1")];
+    let r = s.etl(&["run"], &sampled).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    let first_count = counted_at(&s, "graph_edges").await;
+    assert!(first_count > 0, "the first run counted and remembered when");
+
+    // Another writer adds a node: a count would see it, a sample of the sink's keys cannot.
+    s.graph_client()
+        .await
+        .write(
+            "adding a stray node",
+            &[("CREATE (:person {id: 'stray'})".to_string(), vec![])],
+        )
+        .await
+        .unwrap();
+    let r = s.etl(&["run"], &sampled).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert!(r.processed_nothing(), "sampled, no drift seen: {r}");
+    let r = s
+        .etl(&["run"], &[sampled[0], ("GRAPH_DRIFT_RECOUNT_SECS", "0")])
+        .await;
+    assert!(r.stdout.contains("drift_repaired: 1"), "counted: {r}");
+
+    // An emptied graph is missing every sampled key: both sinks reload.
+    s.empty_graph().await;
+    let r = s.etl(&["run"], &sampled).await;
+    let nodes_at = r.stdout.find("graph_nodes ").unwrap();
+    let edges_at = r.stdout.find("graph_edges ").unwrap();
+    assert!(
+        r.stdout[nodes_at..edges_at].contains("drift_repaired: 1"),
+        "{r}"
+    );
+    assert!(r.stdout[edges_at..].contains("drift_repaired: 1"), "{r}");
+    assert_graph_equals_tables(&s).await;
+
+    // A count that finds nothing starts the clock again.
+    let before = counted_at(&s, "graph_edges").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = s
+        .etl(&["run"], &[sampled[0], ("GRAPH_DRIFT_RECOUNT_SECS", "1")])
+        .await;
+    assert!(r.processed_nothing(), "{r}");
+    assert!(counted_at(&s, "graph_edges").await > before, "{r}");
+}

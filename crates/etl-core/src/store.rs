@@ -202,6 +202,18 @@ pub trait StoreReads: Send + Sync {
         limit: i64,
     ) -> Result<Vec<Key>, StoreError>;
 
+    /// About `wanted` of the keys `step` wrote whose rows still exist in `table`, drawn from
+    /// random pages of its bookkeeping: the cost does not grow with the step's size. `total` is
+    /// roughly how many keys the step holds (it sets the share of pages read); fewer than
+    /// `wanted`, or none, may come back.
+    async fn sample_written_keys(
+        &self,
+        step: &StepDef,
+        table: &str,
+        wanted: i64,
+        total: i64,
+    ) -> Result<Vec<Key>, StoreError>;
+
     /// The values of `name_column` among the keys `step` processed successfully.
     async fn written_names(
         &self,
@@ -371,6 +383,19 @@ impl StepReads {
         Ok(self
             .store
             .sample_keys(&self.step, table, expected, offset, limit)
+            .await?)
+    }
+
+    /// See [`StoreReads::sample_written_keys`].
+    pub async fn sample_written_keys(
+        &self,
+        table: &str,
+        wanted: i64,
+        total: i64,
+    ) -> Result<Vec<Key>, StepError> {
+        Ok(self
+            .store
+            .sample_written_keys(&self.step, table, wanted, total)
             .await?)
     }
 

@@ -88,16 +88,34 @@ impl StoreReads for PgStore {
             .fetch_all(self.pool())
             .await
             .map_err(|e| db(format!("sampling the keys of step `{}`", step.name), e))?;
-        rows.iter()
-            .map(|r| {
-                use sqlx::Row as _;
-                (0..step.key.len())
-                    .map(|i| r.try_get::<String, _>(i))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Key)
-                    .map_err(|e| db(format!("reading the keys of step `{}`", step.name), e))
-            })
-            .collect()
+        keys_of(step, &rows)
+    }
+
+    async fn sample_written_keys(
+        &self,
+        step: &StepDef,
+        table: &str,
+        wanted: i64,
+        total: i64,
+    ) -> Result<Vec<Key>, StoreError> {
+        // SYSTEM sampling reads whole random pages: three times the share wanted, so that a
+        // sample rarely comes back short.
+        let percent = (300.0 * wanted as f64 / total.max(1) as f64).clamp(0.0001, 100.0);
+        let sql = format!(
+            "SELECT {} FROM {} AS k TABLESAMPLE SYSTEM ($1::float8) JOIN {} AS t ON {}
+              WHERE k.is_success LIMIT $2",
+            column_list(&step.key, Some("k")),
+            keys_table(&step.name),
+            quote_ident(table),
+            on_key(step)
+        );
+        let rows: Vec<sqlx::postgres::PgRow> = sqlx::query(&sql)
+            .bind(percent)
+            .bind(wanted)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| db(format!("sampling the keys of step `{}`", step.name), e))?;
+        keys_of(step, &rows)
     }
 
     async fn written_names(
@@ -125,4 +143,18 @@ impl StoreReads for PgStore {
         .map_err(|e| db(format!("counting the keys of step `{}`", step.name), e))?;
         Ok(n as u64)
     }
+}
+
+/// The keys in `rows`, whose first columns are `step`'s key.
+fn keys_of(step: &StepDef, rows: &[sqlx::postgres::PgRow]) -> Result<Vec<Key>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            use sqlx::Row as _;
+            (0..step.key.len())
+                .map(|i| r.try_get::<String, _>(i))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Key)
+                .map_err(|e| db(format!("reading the keys of step `{}`", step.name), e))
+        })
+        .collect()
 }

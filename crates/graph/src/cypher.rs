@@ -99,6 +99,16 @@ pub fn existing_ids(label: &str) -> String {
     )
 }
 
+/// Which of `$rows` (a list of `{from, to}`) exist as edges of one type.
+pub fn existing_edges(from_label: &str, edge_type: &str, to_label: &str) -> String {
+    format!(
+        "UNWIND $rows AS row MATCH (a:{} {{id: row.from}})-[r:{}]->(b:{} {{id: row.to}}) RETURN a.id AS from, b.id AS to",
+        quote(from_label),
+        quote(edge_type),
+        quote(to_label)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,65 @@ impl Elements {
         .map_err(graph_error)
     }
 
+    /// Which of `keys` the graph does not hold, as `label:id` (`from-[type]->to`), looked up
+    /// by id: one statement per label (edge type and end labels). Keys whose names Cypher
+    /// cannot take were never written and are left out.
+    pub async fn missing(
+        self,
+        graph: &GraphClient,
+        keys: &[Key],
+    ) -> Result<Vec<String>, StepError> {
+        let mut groups: BTreeMap<Vec<String>, Vec<&Key>> = BTreeMap::new();
+        for key in keys {
+            if let Ok(names) = self.names(key) {
+                groups.entry(names).or_default().push(key);
+            }
+        }
+        let mut missing = Vec::new();
+        for (g, keys) in groups {
+            match self {
+                Elements::Nodes => {
+                    let ids: Vec<String> = keys.iter().map(|k| k.parts()[0].clone()).collect();
+                    let found = graph.existing_ids(&g[0], &ids).await.map_err(graph_error)?;
+                    missing.extend(
+                        ids.iter()
+                            .filter(|i| !found.contains(*i))
+                            .map(|i| format!("{}:{i}", g[0])),
+                    );
+                }
+                Elements::Edges => {
+                    let rows = keys
+                        .iter()
+                        .map(|k| {
+                            let p = k.parts();
+                            bolt::map(vec![
+                                ("from", bolt::string(&p[0])),
+                                ("to", bolt::string(&p[1])),
+                            ])
+                        })
+                        .collect();
+                    let text = cypher::existing_edges(&g[0], &g[1], &g[2]);
+                    let found: std::collections::HashSet<(String, String)> = graph
+                        .rows_with(&text, vec![("rows", bolt::list(rows))], &["from", "to"])
+                        .await
+                        .map_err(graph_error)?
+                        .into_iter()
+                        .filter_map(|r| match (&r[0], &r[1]) {
+                            (J::String(f), J::String(t)) => Some((f.clone(), t.clone())),
+                            _ => None,
+                        })
+                        .collect();
+                    missing.extend(keys.iter().filter_map(|k| {
+                        let p = k.parts();
+                        (!found.contains(&(p[0].clone(), p[1].clone())))
+                            .then(|| format!("{}-[{}]->{}", p[0], g[1], p[1]))
+                    }));
+                }
+            }
+        }
+        Ok(missing)
+    }
+
     /// The names of a key Cypher needs in the statement's text (labels, edge type), checked.
     fn names(self, key: &Key) -> Result<Vec<String>, StepError> {
         let p = key.parts();

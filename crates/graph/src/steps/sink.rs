@@ -9,8 +9,6 @@
 //! by a restart (Memgraph in `IN_MEMORY_ANALYTICAL` mode) is reloaded without a manual reset.
 //! `etl verify` makes the same comparison with the table.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 
 use etl_core::config::Settings;
@@ -22,8 +20,7 @@ use etl_core::{BatchOutput, InputBatch, StepContext, StepError, Transform};
 use super::connection::{graph_error, GraphConnection};
 use super::drift::{rand_unit, Drift};
 use super::elements::{Elements, Writes};
-use super::seen;
-use crate::cypher::check_name;
+use super::seen::{self, DriftPolicy};
 
 /// How many node keys to look up in the graph, besides the counts.
 const SAMPLE: i64 = 20;
@@ -33,6 +30,7 @@ pub struct GraphSink {
     elements: Elements,
     /// The table bound to the `rows` role (`nodes`, `edges`), which drift is measured against.
     rows_table: String,
+    drift_policy: DriftPolicy,
 }
 
 impl GraphSink {
@@ -41,6 +39,7 @@ impl GraphSink {
             connection: GraphConnection::from_settings(settings),
             elements,
             rows_table,
+            drift_policy: DriftPolicy::from_settings(settings),
         }
     }
 
@@ -61,25 +60,7 @@ impl GraphSink {
         let sample = reads
             .sample_keys(&self.rows_table, expected, offset, SAMPLE)
             .await?;
-        let mut by_label: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for key in sample {
-            let p = key.parts();
-            by_label.entry(p[1].clone()).or_default().push(p[0].clone());
-        }
-        for (label, ids) in by_label {
-            if check_name(&label, "label").is_err() {
-                continue;
-            }
-            let found = graph
-                .existing_ids(&label, &ids)
-                .await
-                .map_err(graph_error)?;
-            drift.missing.extend(
-                ids.into_iter()
-                    .filter(|i| !found.contains(i))
-                    .map(|i| format!("{label}:{i}")),
-            );
-        }
+        drift.missing = self.elements.missing(graph, &sample).await?;
         Ok(drift)
     }
 }
@@ -108,7 +89,15 @@ impl Transform for GraphSink {
     }
 
     async fn drifted(&self, ctx: &StepContext) -> Result<bool, StepError> {
-        if let Some(drifted) = seen::drifted(&self.connection, ctx, self.elements).await? {
+        if let Some(drifted) = seen::drifted(
+            &self.connection,
+            ctx,
+            self.elements,
+            &self.rows_table,
+            self.drift_policy,
+        )
+        .await?
+        {
             return Ok(drifted);
         }
         let drift = self.drift(ctx.reads()?, Expected::Written).await?;
