@@ -61,6 +61,10 @@ pub struct EmbedStep {
     index_build_workers: u64,
     pool: OnceCell<sqlx::PgPool>,
     ready: OnceCell<Ready>,
+    /// Held by a batch from its cache lookup until what the model answered is cached: batches
+    /// running side by side take turns at the model, so a text two of them hold is sent once,
+    /// while their writes to the vector table (the engine's, after `process`) overlap.
+    model_turn: tokio::sync::Mutex<()>,
 }
 
 /// The embedding steps' memo: no vector index of the table is set aside.
@@ -151,6 +155,7 @@ impl EmbedStep {
             index_build_workers,
             pool: OnceCell::new(),
             ready: OnceCell::new(),
+            model_turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -327,6 +332,7 @@ impl Transform for EmbedStep {
         let target = self.target;
 
         let wanted = texts_of(target, &batch);
+        let turn = self.model_turn.lock().await;
 
         // Distinct texts: cache first, the model for the rest.
         let mut distinct: Vec<&str> = wanted.iter().map(|w| w.3.as_str()).collect();
@@ -375,6 +381,7 @@ impl Transform for EmbedStep {
                 .map_err(|e| StepError::transient(e.to_string()))?;
             vectors.extend(fresh);
         }
+        drop(turn);
 
         let mut out = BatchOutput::default();
         let mut failed: HashSet<Key> = HashSet::new();

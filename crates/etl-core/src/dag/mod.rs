@@ -86,6 +86,25 @@ pub struct StepDef {
     pub skipped: Option<String>,
 }
 
+impl StepDef {
+    /// The batch size for a run with `pending` keys: `batch_size`, or less when that would
+    /// leave some of the step's `concurrency` idle (1,000 keys with a batch size of 2,000 and a
+    /// concurrency of 2 are two batches of 500, written side by side).
+    pub fn batch_size_for(&self, pending: u64) -> usize {
+        balanced_batch_size(self.batch_size, self.concurrency, pending)
+    }
+}
+
+/// See [`StepDef::batch_size_for`].
+pub fn balanced_batch_size(batch_size: usize, concurrency: usize, pending: u64) -> usize {
+    let lanes = concurrency.max(1) as u64;
+    let batch = batch_size.max(1);
+    if pending >= batch as u64 * lanes {
+        return batch;
+    }
+    (pending.div_ceil(lanes) as usize).clamp(1, batch)
+}
+
 /// A validated pipeline; `steps` are in dependency order.
 #[derive(Debug, Clone)]
 pub struct Pipeline {

@@ -189,3 +189,31 @@ outputs = [\"out\"]
         .unwrap();
     assert_eq!(downstream, vec![0, 1]);
 }
+
+#[test]
+fn a_run_smaller_than_its_lanes_is_split_across_them() {
+    assert_eq!(balanced_batch_size(2000, 2, 1000), 500);
+    assert_eq!(balanced_batch_size(2000, 2, 3), 2);
+    assert_eq!(balanced_batch_size(2000, 1, 1000), 1000);
+    assert_eq!(balanced_batch_size(2000, 2, 300_000), 2000);
+    assert_eq!(balanced_batch_size(2000, 2, 0), 1);
+}
+
+proptest::proptest! {
+    /// Never more than the configured size, and never more batches than the lanes need.
+    #[test]
+    fn balanced_batches_keep_the_size_and_fill_the_lanes(
+        batch in 1usize..5000,
+        lanes in 1usize..8,
+        pending in 1u64..100_000,
+    ) {
+        let size = balanced_batch_size(batch, lanes, pending);
+        proptest::prop_assert!(size >= 1 && size <= batch);
+        let batches = pending.div_ceil(size as u64);
+        let needed = pending.div_ceil(batch as u64).max(lanes as u64);
+        proptest::prop_assert!(batches <= needed, "{} batches, {} needed", batches, needed);
+        if pending >= lanes as u64 {
+            proptest::prop_assert!(batches >= lanes.min(pending as usize) as u64 || size == batch);
+        }
+    }
+}

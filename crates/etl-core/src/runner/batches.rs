@@ -92,6 +92,7 @@ impl Runner {
             self.keep_memo(step, ctx, opts).await;
             return Ok(());
         }
+        let batch_size = step.batch_size_for(capture.pending);
         let mut after: Option<Key> = None;
         let mut in_flight = FuturesUnordered::new();
         let mut exhausted = false;
@@ -105,8 +106,7 @@ impl Runner {
             }
             while !exhausted && fatal.is_none() && in_flight.len() < step.concurrency {
                 let keys = retry(&opts.retry, "list pending keys", || {
-                    self.store
-                        .pending_keys(step, after.as_ref(), step.batch_size)
+                    self.store.pending_keys(step, after.as_ref(), batch_size)
                 })
                 .await?;
                 if keys.is_empty() {
