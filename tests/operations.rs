@@ -124,8 +124,12 @@ async fn run_row(s: &Setup, run: i64) -> (Option<String>, BTreeSet<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loop_runs_again_and_stops_cleanly_on_sigterm_mid_run() {
     let s = Setup::demo().await;
+    // Batches of one key: the renames below leave keys pending behind the batches in flight.
+    let config = support::config_with_batch_size(1);
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl"));
     cmd.current_dir(root())
+        .arg("--config")
+        .arg(&config)
         .args(["run", "--every", "1s"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -145,7 +149,8 @@ async fn the_loop_runs_again_and_stops_cleanly_on_sigterm_mid_run() {
     .await;
     assert_eq!(s.count("SELECT count(*) FROM nodes").await, 34);
 
-    // A rename, and a slow model: the next round stops in the middle of its embeddings.
+    // Renames, and a slow model: the next round stops in the middle of its embeddings, Ada's
+    // batch (the first key) at the model, the next waiting its turn, the rest pending.
     s.model.set_latency(Duration::from_secs(3));
     s.docs()
         .update_record(
@@ -155,6 +160,16 @@ async fn the_loop_runs_again_and_stops_cleanly_on_sigterm_mid_run() {
             json!({"person_name": "Ada Renamed"}),
         )
         .unwrap();
+    for id in 2..=5 {
+        s.docs()
+            .update_record(
+                DATA,
+                "Anchor_person",
+                id,
+                json!({"person_name": format!("Person {id} renamed")}),
+            )
+            .unwrap();
+    }
     let before = s
         .count("SELECT coalesce(max(run_id), 0) FROM etl.runs")
         .await;

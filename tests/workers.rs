@@ -9,26 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::{root, Run, Setup};
-
-/// The demo's configuration with batches of 3 keys, so that a run has many to share.
-fn small_batches_config() -> PathBuf {
-    let text = std::fs::read_to_string(root().join("pipelines.toml")).unwrap();
-    let re_sized: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("batch_size = ") {
-                "batch_size = 3".to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let path = std::env::temp_dir().join(format!("etl-workers-{}.toml", std::process::id()));
-    std::fs::write(&path, re_sized).unwrap();
-    path
-}
+use support::{config_with_batch_size, root, Run, Setup};
 
 /// `etl worker` processes named `w1`, `w2`, ... with a short lease.
 struct Workers {
@@ -142,7 +123,7 @@ fn sent_twice(s: &Setup) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_and_a_run_give_what_one_process_gives() {
-    let config = small_batches_config();
+    let config = config_with_batch_size(3);
     let config = config.to_str().unwrap();
     let expected = one_process(config).await;
 
@@ -200,7 +181,7 @@ async fn three_workers_and_a_run_give_what_one_process_gives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_run_loses_its_batch_and_the_run_still_completes() {
-    let config = small_batches_config();
+    let config = config_with_batch_size(3);
     let config = config.to_str().unwrap();
     let expected = one_process(config).await;
 
@@ -263,7 +244,7 @@ async fn a_worker_killed_mid_run_loses_its_batch_and_the_run_still_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_with_workers_n_shares_its_batches_among_its_own_tasks() {
-    let config = small_batches_config();
+    let config = config_with_batch_size(3);
     let config = config.to_str().unwrap();
     let expected = one_process(config).await;
 

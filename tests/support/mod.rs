@@ -35,6 +35,27 @@ pub fn recorded() -> PathBuf {
     dir
 }
 
+/// The repository's `pipelines.toml` with every step's batches of `size` keys (so that a small
+/// run has several), written to a file of its own.
+pub fn config_with_batch_size(size: usize) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("pipelines.toml")).unwrap();
+    let re_sized: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("batch_size = ") {
+                format!("batch_size = {size}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path =
+        std::env::temp_dir().join(format!("etl-batches-of-{size}-{}.toml", std::process::id()));
+    std::fs::write(&path, re_sized).unwrap();
+    path
+}
+
 /// The project's demo docs, as an emulator.
 pub fn demo_docs() -> Emulator {
     let dir = root().join("fixtures/grist");

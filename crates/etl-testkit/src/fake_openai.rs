@@ -46,6 +46,7 @@ struct FakeState {
     failures: Mutex<VecDeque<Failure>>,
     poisoned: Mutex<HashSet<String>>,
     requests: AtomicU64,
+    answered: AtomicU64,
     base64_requests: AtomicU64,
     refuse_base64: std::sync::atomic::AtomicBool,
     texts: Mutex<Vec<String>>,
@@ -115,6 +116,11 @@ impl FakeOpenAi {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// Requests answered with vectors (the others were refused).
+    pub fn answered(&self) -> u64 {
+        self.state.answered.load(Ordering::SeqCst)
+    }
+
     /// Every text sent, in order, over all requests (failed ones included).
     pub fn texts(&self) -> Vec<String> {
         self.state.texts.lock().unwrap().clone()
@@ -122,6 +128,7 @@ impl FakeOpenAi {
 
     pub fn reset_counts(&self) {
         self.state.requests.store(0, Ordering::SeqCst);
+        self.state.answered.store(0, Ordering::SeqCst);
         self.state.base64_requests.store(0, Ordering::SeqCst);
         self.state.texts.lock().unwrap().clear();
     }
@@ -203,6 +210,7 @@ async fn embeddings(State(state): State<Arc<FakeState>>, Json(body): Json<Value>
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
+    state.answered.fetch_add(1, Ordering::SeqCst);
     Json(json!({"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": 0, "total_tokens": 0}}))
         .into_response()
 }
