@@ -1,12 +1,22 @@
-//! Step locks: Postgres session advisory locks, held on a dedicated connection.
+//! Step locks: Postgres session advisory locks, held on a connection of their own.
 //!
 //! A step takes an exclusive lock on itself and on each table it writes, and a shared lock on
 //! each table it reads, all in one global order (so two runs never deadlock). A second run can
 //! therefore never process the same step, nor write a table that a running step reads. When the
 //! holder dies (even by kill -9) its session ends and Postgres releases the locks.
+//!
+//! The connections come from a pool of their own ([`lock_pool`]): a step that releases its locks
+//! (`pg_advisory_unlock_all`) hands its session to the next step, so a run opens a few lock
+//! sessions instead of one per step. A lock dropped without being released (a panic, a run
+//! cancelled part way) closes its session instead of returning it, so no lock ever outlives its
+//! holder in a pooled session.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::{Connection, PgConnection};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgPoolOptions, Postgres};
+use sqlx::{PgConnection, PgPool};
 
 use etl_core::store::{StepLock, StoreError};
 use etl_core::StepDef;
@@ -55,63 +65,100 @@ fn resources(step: &StepDef) -> Vec<(i64, Mode, String)> {
     out
 }
 
+/// The pool lock sessions come from: opened lazily, one session per step holding its locks at
+/// the same time, kept for the next steps.
+pub fn lock_pool(database_url: &str) -> Result<PgPool, StoreError> {
+    PgPoolOptions::new()
+        // Never the limit in practice: a step holds one session while it runs.
+        .max_connections(256)
+        .min_connections(0)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET application_name = 'etl'")
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect_lazy(database_url)
+        .map_err(|e| {
+            db(
+                "reading the database URL for step locks (check DB_CONN_URI)",
+                e,
+            )
+        })
+}
+
+/// A step's locks, on the session that holds them.
 pub struct PgStepLock {
-    conn: PgConnection,
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl PgStepLock {
+    fn session(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_mut()
+            .expect("a lock's session until it is released")
+    }
+}
+
+impl Drop for PgStepLock {
+    /// Not released: the session is closed, not pooled, and Postgres drops its locks.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
 }
 
 #[async_trait]
 impl StepLock for PgStepLock {
     async fn release(mut self: Box<Self>) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_advisory_unlock_all()")
-            .execute(&mut self.conn)
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(self.session())
             .await
-            .map_err(|e| db("releasing a step lock", e))?;
-        self.conn
-            .close()
-            .await
-            .map_err(|e| db("closing the lock connection", e))
+            .map_err(|e| db("releasing a step lock", e));
+        if unlocked.is_ok() {
+            // Holding nothing now: back to the pool for the next step.
+            drop(self.conn.take());
+        }
+        unlocked.map(|_| ())
     }
 }
 
-pub async fn acquire(
-    database_url: &str,
-    step: &StepDef,
-    wait: bool,
-) -> Result<PgStepLock, StoreError> {
-    let mut conn = PgConnection::connect(database_url)
+pub async fn acquire(pool: &PgPool, step: &StepDef, wait: bool) -> Result<PgStepLock, StoreError> {
+    let conn = pool
+        .acquire()
         .await
         .map_err(|e| db("connecting for a step lock", e))?;
-    sqlx::query("SET application_name = 'etl'")
-        .execute(&mut conn)
-        .await
-        .map_err(|e| db("naming the lock session", e))?;
+    // From here on, an error or a cancelled future drops the guard, which closes the session.
+    let mut lock = PgStepLock { conn: Some(conn) };
     for (id, mode, what) in resources(step) {
+        let conn = lock.session();
         if wait {
             let sql = match mode {
                 Mode::Exclusive => "SELECT pg_advisory_lock($1)",
                 Mode::Shared => "SELECT pg_advisory_lock_shared($1)",
             };
-            if !try_lock(&mut conn, id, mode).await? {
+            if !try_lock(conn, id, mode).await? {
                 tracing::info!(resource = %what, "waiting for another etl run to release its lock");
                 sqlx::query(sql)
                     .bind(id)
-                    .execute(&mut conn)
+                    .execute(conn)
                     .await
                     .map_err(|e| db(format!("waiting for the lock of {what}"), e))?;
             }
-        } else if !try_lock(&mut conn, id, mode).await? {
-            let holder = holder(&mut conn, id).await;
-            sqlx::query("SELECT pg_advisory_unlock_all()")
-                .execute(&mut conn)
-                .await
-                .ok();
+        } else if !try_lock(conn, id, mode).await? {
+            let holder = holder(conn, id).await;
             return Err(StoreError::Locked {
                 step: step.name.clone(),
                 holder: format!("{what} is held by {holder}"),
             });
         }
     }
-    Ok(PgStepLock { conn })
+    Ok(lock)
 }
 
 async fn try_lock(conn: &mut PgConnection, id: i64, mode: Mode) -> Result<bool, StoreError> {

@@ -43,7 +43,8 @@ use crate::schema::{self, meta_table, TableInfo};
 
 pub struct PgStore {
     pool: PgPool,
-    url: String,
+    /// Sessions for step locks (see [`crate::lock`]).
+    locks: PgPool,
     tables: RwLock<HashMap<String, Arc<TableInfo>>>,
     /// Per table, the steps of the pipeline that read it (transforms and sinks): their
     /// watermarks decide which of its tombstones every consumer has seen (see `capture`).
@@ -80,7 +81,7 @@ impl PgStore {
             .map_err(|e| db("connecting to Postgres (check DB_CONN_URI)", e))?;
         Ok(PgStore {
             pool,
-            url: url.to_string(),
+            locks: crate::lock::lock_pool(url)?,
             tables: RwLock::new(HashMap::new()),
             consumers: RwLock::new(HashMap::new()),
         })
@@ -147,7 +148,9 @@ impl Store for PgStore {
     }
 
     async fn lock(&self, step: &StepDef, wait: bool) -> Result<Box<dyn StepLock>, StoreError> {
-        Ok(Box::new(crate::lock::acquire(&self.url, step, wait).await?))
+        Ok(Box::new(
+            crate::lock::acquire(&self.locks, step, wait).await?,
+        ))
     }
 
     async fn stored(

@@ -56,3 +56,46 @@ async fn a_second_run_is_held_off_by_the_lock() {
     assert!(!r.any_failed(), "{r}");
     assert_eq!(h.count("SELECT count(*) FROM nodes_out").await, 13);
 }
+
+/// Lock sessions are pooled: a lock dropped without `release` (a panic, a cancelled run) must
+/// close its session, or the next step of the process would be handed a session still holding
+/// it and other runs would wait for a lock nobody holds.
+#[tokio::test]
+async fn a_lock_dropped_unreleased_is_not_left_held_in_a_pooled_session() {
+    let h = Harness::new().await;
+    let pipeline = Arc::new(h.pipeline());
+    h.store.prepare(&pipeline).await.unwrap();
+    let load = pipeline.step("load").unwrap();
+    let other_process = etl_postgres::PgStore::connect(&h.db.url, 2).await.unwrap();
+
+    let dropped = h.store.lock(load, false).await.unwrap();
+    assert!(other_process.lock(load, false).await.is_err(), "held");
+    drop(dropped);
+    wait_until_free(&other_process, load).await;
+
+    // Released: the session goes back to the pool, holding nothing.
+    let released = h.store.lock(load, false).await.unwrap();
+    released.release().await.unwrap();
+    let again = other_process.lock(load, false).await.unwrap();
+    again.release().await.unwrap();
+    // And the pooled session takes the lock again for this process.
+    h.store
+        .lock(load, false)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}
+
+/// A closed session's locks go when Postgres has noticed the close: shortly after.
+async fn wait_until_free(store: &etl_postgres::PgStore, step: &etl_core::StepDef) {
+    for _ in 0..100 {
+        if let Ok(lock) = store.lock(step, false).await {
+            lock.release().await.unwrap();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the dropped lock is still held");
+}
