@@ -34,6 +34,25 @@ pub fn fake_vector(text: &str, dims: usize) -> Vec<f32> {
     v.into_iter().map(|x| x / norm).collect()
 }
 
+/// A vector shaped like a text model's: the sum of one [`fake_vector`] per word, normalized, so
+/// texts that share words lie close together ("Person number 7" and "Person number 8": cosine
+/// about 2/3) and texts that share none far apart, as a real model's clusters do. Uniformly
+/// random vectors ([`fake_vector`]) are the costly case for an HNSW index; these are closer to
+/// what one holds in production.
+pub fn word_sum_vector(text: &str, dims: usize) -> Vec<f32> {
+    let mut sum = vec![0f32; dims];
+    for word in text.split_whitespace() {
+        for (s, x) in sum.iter_mut().zip(fake_vector(&word.to_lowercase(), dims)) {
+            *s += x;
+        }
+    }
+    let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm < 1e-12 {
+        return fake_vector(text, dims);
+    }
+    sum.into_iter().map(|x| x / norm).collect()
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Failure {
     status: u16,
@@ -49,6 +68,8 @@ struct FakeState {
     answered: AtomicU64,
     base64_requests: AtomicU64,
     refuse_base64: std::sync::atomic::AtomicBool,
+    /// Vectors from [`word_sum_vector`] instead of [`fake_vector`].
+    word_sums: std::sync::atomic::AtomicBool,
     texts: Mutex<Vec<String>>,
 }
 
@@ -86,6 +107,11 @@ impl FakeOpenAi {
     /// The base URL, as OPENAI_BASE_URL takes it.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// Answers [`word_sum_vector`]s from now on (the benchmark's `ETL_BENCH_VECTORS=words`).
+    pub fn answer_word_sums(&self, on: bool) {
+        self.state.word_sums.store(on, Ordering::SeqCst);
     }
 
     pub fn set_latency(&self, latency: Duration) {
@@ -195,11 +221,16 @@ async fn embeddings(State(state): State<Arc<FakeState>>, Json(body): Json<Value>
         }
         state.base64_requests.fetch_add(1, Ordering::SeqCst);
     }
+    let word_sums = state.word_sums.load(Ordering::SeqCst);
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let v = fake_vector(t, dims);
+            let v = if word_sums {
+                word_sum_vector(t, dims)
+            } else {
+                fake_vector(t, dims)
+            };
             let embedding = if base64 {
                 use base64::Engine as _;
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -226,4 +257,25 @@ fn error(status: StatusCode, message: &str, retry_after: Option<u64>) -> Respons
         Json(json!({"error": {"message": message, "type": "invalid_request_error"}})),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn word_sums_put_texts_sharing_words_close_together() {
+        let d = 256;
+        let a = word_sum_vector("Person number 7", d);
+        let b = word_sum_vector("Person number 8", d);
+        let c = word_sum_vector("Interest in topic 9", d);
+        assert!((cosine(&a, &a) - 1.0).abs() < 1e-4);
+        assert!(cosine(&a, &b) > 0.5, "{}", cosine(&a, &b));
+        assert!(cosine(&a, &c).abs() < 0.3, "{}", cosine(&a, &c));
+        assert_eq!(a, word_sum_vector("person  Number 7", d));
+    }
 }

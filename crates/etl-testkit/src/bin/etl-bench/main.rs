@@ -8,7 +8,9 @@
 //! feed); plus plain downloads of the same tables' CSVs from the same server, so a no-op run can
 //! be read as a ratio to the cost of reading the source. Then the bookkeeping's bytes per data
 //! row, and the graph's export, restore and rebuild (`ETL_BENCH_NO_BACKUP` leaves them out). Embeddings have 1024 dimensions, as in
-//! production settings (`ETL_BENCH_DIM` to change). The runs after the first wait until
+//! production settings (`ETL_BENCH_DIM` to change); uniformly random by default, the costly case
+//! for an HNSW index, or with `ETL_BENCH_VECTORS=words` shaped like a text model's (a sum of
+//! one vector per word: texts sharing words lie close). The runs after the first wait until
 //! Postgres's autovacuum has finished with the load.
 //!
 //! `etl-bench workers` instead measures texts embedded per second with 1, 2 and 4 workers.
@@ -220,7 +222,21 @@ async fn main() {
         workers::bench(&admin, &etl, &repo, &dim).await;
         return;
     }
-    println!("embedding dimensions: {dim}; Grist: the emulator (`etl grist serve`)");
+    let word_sums = match std::env::var("ETL_BENCH_VECTORS").as_deref() {
+        Ok("words") => true,
+        Ok("uniform") | Err(_) => false,
+        Ok(other) => {
+            panic!("ETL_BENCH_VECTORS is `uniform` (the default) or `words`, not `{other}`")
+        }
+    };
+    println!(
+        "embedding dimensions: {dim}, vectors {}; Grist: the emulator (`etl grist serve`)",
+        if word_sums {
+            "summed per word"
+        } else {
+            "uniformly random"
+        }
+    );
     println!();
     println!("| size | run | wall s | peak MiB | rows written | texts embedded | graph writes | Grist requests | Grist KiB | rows read by id |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
@@ -234,6 +250,7 @@ async fn main() {
             services.work.clone(),
         );
         let model = &services.model;
+        model.answer_word_sums(word_sums);
         let command = |args: &[&str]| services.command(&etl, &repo, args);
         measure(command(&["migrate"])).await;
 
