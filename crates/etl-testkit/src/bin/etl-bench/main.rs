@@ -365,7 +365,8 @@ impl Services {
     async fn start(size: &docs::Size, admin: &str, etl: &Path, dim: &str) -> Services {
         let work = tempfile_dir(&format!("etl-bench-{}", size.name));
         generate(&work, size);
-        let port = 18500 + size.persons as u16 % 1000;
+        // A port per size (M and L once shared one, and a leftover server answered for both).
+        let port = 18500 + SIZES.iter().position(|s| s.name == size.name).unwrap_or(0) as u16;
         let serve = tokio::process::Command::new(etl)
             .args(["grist", "serve", "--port", &port.to_string()])
             .args(["bench-data-model", "bench-data", "bench-test-set"].map(|d| work.join(d)))
