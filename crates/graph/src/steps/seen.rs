@@ -10,9 +10,9 @@
 //!   added) is drift. A sink counts when it holds fewer than `drift_sample_from` elements, or
 //!   when its last count is older than `drift_recount_secs` (the count then starts the clock
 //!   again).
-//! - **A sample**, in the runs between two counts of a large graph: about [`SAMPLE`] of the keys
-//!   it wrote, drawn from random pages of its bookkeeping, looked up in the graph by id. An
-//!   emptied graph, or one restored from an older state, shows as missing keys at once; a few
+//! - **A sample**, in the runs between two counts of a large graph: about [`SAMPLED_KEYS`] of
+//!   the keys it wrote, drawn from random pages of its bookkeeping, looked up in the graph by
+//!   id. An emptied graph, or one restored from an older state, shows as missing keys at once; a few
 //!   elements removed by another writer wait for the next count (or `etl verify`). Counting the
 //!   edges of a type scans them on some servers (ArcadeDB's Cypher: 0.4 s for 2 million); a
 //!   sample costs the same on any size.
@@ -35,7 +35,7 @@ use crate::cypher::check_name;
 use crate::GraphClient;
 
 /// How many keys a sampled check looks up.
-pub const SAMPLE: i64 = 200;
+const SAMPLED_KEYS: i64 = 200;
 
 /// The memo's shape (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +49,13 @@ struct Seen {
 }
 
 const SEEN_VERSION: u32 = 1;
+
+impl Seen {
+    /// How many elements the sink saw, over all its names.
+    fn total(&self) -> i64 {
+        self.counts.values().sum()
+    }
+}
 
 /// When a sink counts the graph and when a sample of keys is enough (see the module's text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +76,7 @@ impl DriftPolicy {
 
     /// Whether the runs between two counts of what `seen` holds take a sample.
     fn sampling(&self, seen: &Seen) -> bool {
-        !self.recount_every.is_zero() && seen.counts.values().sum::<i64>() >= self.sample_from
+        !self.recount_every.is_zero() && seen.total() >= self.sample_from
     }
 
     /// Whether a check of what `seen` holds must count.
@@ -104,10 +111,9 @@ pub async fn drifted(
     let graph = connection.client().await?;
     let now = now_secs();
     if !policy.counts(&seen, now) {
-        let total: i64 = seen.counts.values().sum();
         let sample = ctx
             .reads()?
-            .sample_written_keys(rows_table, SAMPLE, total)
+            .sample_written_keys(rows_table, SAMPLED_KEYS, seen.total())
             .await?;
         // An empty sample says nothing: count instead.
         if !sample.is_empty() {

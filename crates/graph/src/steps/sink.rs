@@ -22,8 +22,8 @@ use super::drift::{rand_unit, Drift};
 use super::elements::{Elements, Writes};
 use super::seen::{self, DriftPolicy};
 
-/// How many node keys to look up in the graph, besides the counts.
-const SAMPLE: i64 = 20;
+/// How many node keys the full comparison looks up in the graph, besides the counts.
+const FULL_CHECK_SAMPLE: i64 = 20;
 
 pub struct GraphSink {
     connection: GraphConnection,
@@ -56,9 +56,9 @@ impl GraphSink {
         }
         // A window of node keys at a random place: cheap on any size.
         let total: i64 = ranges.values().map(|b| b.0).sum();
-        let offset = ((total - SAMPLE).max(0) as f64 * rand_unit()) as i64;
+        let offset = ((total - FULL_CHECK_SAMPLE).max(0) as f64 * rand_unit()) as i64;
         let sample = reads
-            .sample_keys(&self.rows_table, expected, offset, SAMPLE)
+            .sample_keys(&self.rows_table, expected, offset, FULL_CHECK_SAMPLE)
             .await?;
         drift.missing = self.elements.missing(graph, &sample).await?;
         Ok(drift)
