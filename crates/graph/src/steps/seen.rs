@@ -12,10 +12,10 @@
 //!   again).
 //! - **A sample**, in the runs between two counts of a large graph: about [`SAMPLED_KEYS`] of
 //!   the keys it wrote, drawn from random pages of its bookkeeping, looked up in the graph by
-//!   id. An emptied graph, or one restored from an older state, shows as missing keys at once; a few
-//!   elements removed by another writer wait for the next count (or `etl verify`). Counting the
-//!   edges of a type scans them on some servers (ArcadeDB's Cypher: 0.4 s for 2 million); a
-//!   sample costs the same on any size.
+//!   id. An emptied graph, or one restored from an older state, shows as missing keys at once;
+//!   a few elements removed by another writer wait for the next count (or `etl verify`).
+//!   Counting the edges of a type scans them on some servers (ArcadeDB's Cypher: 0.4 s for 2
+//!   million); a sample costs the same on any size.
 //!
 //! Any drift makes the step reprocess every key. Without a memo (the first run, or after a run
 //! that did not complete), the sink compares the graph with its tables in full instead.
