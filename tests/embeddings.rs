@@ -311,6 +311,21 @@ async fn a_bulk_load_builds_the_vector_index_after_the_rows_even_after_a_killed_
     assert_eq!(r.code, Some(0), "{r}");
     assert_eq!(anchor_index_oid(&s).await, after);
 
+    // So does a full refresh whose texts are all in the cache: every key is pending, but the
+    // rows come back as stored, so setting the index aside would only cost a rebuild.
+    let r = s.etl(&["run", "--full-refresh"], &bulk).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(
+        s.model.texts().len() as i64,
+        DEMO_TEXTS,
+        "nothing sent again"
+    );
+    assert_eq!(
+        anchor_index_oid(&s).await,
+        after,
+        "a full refresh that changed nothing made the vector index again"
+    );
+
     // What a run killed in the middle of a bulk load leaves: the index dropped, its definition
     // recorded, the step's memo forgotten. The next run, even with nothing to embed, makes it.
     s.db.execute(

@@ -76,7 +76,11 @@ impl Runner {
             })
             .await?;
         }
-        transform.starting(ctx, capture.pending).await?;
+        let run = crate::step::RunStart {
+            pending_keys: capture.pending,
+            queued: opts.queue.is_some() && run_id.is_some(),
+        };
+        transform.starting(ctx, run).await?;
         let worker = BatchWorker {
             store: self.store.clone(),
             pipeline: &self.pipeline,

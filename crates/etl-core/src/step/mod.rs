@@ -50,6 +50,17 @@ impl Counters {
     }
 }
 
+/// What [`Transform::starting`] learns about the run ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunStart {
+    /// Keys the run will process.
+    pub pending_keys: u64,
+    /// True when the batches go through the work queue, to be processed by other tasks or
+    /// processes (`etl worker`), each with its own instance of the step: state the step keeps
+    /// in itself from `starting` is not seen by them.
+    pub queued: bool,
+}
+
 /// What a step gets besides its data.
 #[derive(Debug, Clone)]
 pub struct StepContext {
@@ -426,7 +437,7 @@ pub trait Transform: Send + Sync {
     /// Called once the run knows its work and before its first batch, when there is any: a
     /// step writing many rows can prepare for a bulk load (and undo that in
     /// [`Transform::finished`]).
-    async fn starting(&self, _ctx: &StepContext, _pending_keys: u64) -> Result<(), StepError> {
+    async fn starting(&self, _ctx: &StepContext, _run: RunStart) -> Result<(), StepError> {
         Ok(())
     }
 
