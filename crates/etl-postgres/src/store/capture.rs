@@ -149,13 +149,25 @@ impl PgStore {
                     } else {
                         "m.seq > $1"
                     };
-                    let sql = format!(
-                        "INSERT INTO {keys} ({kcols}) SELECT DISTINCT {projected} FROM {meta} AS m WHERE {filter}
-                         ON CONFLICT ({kcols}) DO UPDATE SET pending = true"
-                    );
-                    let q = sqlx::query(&sql);
-                    let q = if full { q } else { q.bind(wm) };
-                    q.execute(&mut *tx).await.map_err(|e| db(ctx(), e))?;
+                    if full && super::first_capture::is_empty(&mut tx, &keys).await? {
+                        // Every key is new: load them into the bare table (see first_capture).
+                        let aside = super::first_capture::set_aside(&mut tx, &keys).await?;
+                        sqlx::query(&format!(
+                            "INSERT INTO {keys} ({kcols}) SELECT DISTINCT {projected} FROM {meta} AS m WHERE {filter}"
+                        ))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| db(ctx(), e))?;
+                        aside.restore(&mut tx).await?;
+                    } else {
+                        let sql = format!(
+                            "INSERT INTO {keys} ({kcols}) SELECT DISTINCT {projected} FROM {meta} AS m WHERE {filter}
+                             ON CONFLICT ({kcols}) DO UPDATE SET pending = true"
+                        );
+                        let q = sqlx::query(&sql);
+                        let q = if full { q } else { q.bind(wm) };
+                        q.execute(&mut *tx).await.map_err(|e| db(ctx(), e))?;
+                    }
                 } else if !full && input.join.is_empty() {
                     sqlx::query(&format!(
                         "UPDATE {keys} SET pending = true WHERE NOT pending"

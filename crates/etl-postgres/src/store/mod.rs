@@ -10,11 +10,13 @@
 //! | `sql` | the SQL pieces every statement is built from: keys as arrays, joins, values as text |
 //! | `writes` | a batch's commit: upserts, deletes and key bookkeeping in one transaction |
 //! | `capture` | turning input changes into pending keys, paging them, `etl plan`'s counts |
+//! | `first_capture` | a step's first capture, loaded into its key table without the indexes |
 //! | `lookups` | stored hashes, produced rows, input rows of a batch, what a run would delete |
 //! | `runs` | run records, memos and `etl status` |
 //! | `tombstones` | pruning deleted rows' metadata once every reader has seen it |
 
 mod capture;
+mod first_capture;
 mod lookups;
 mod runs;
 mod sql;

@@ -7,7 +7,7 @@ use etl_core::Runner;
 use etl_testkit::steps::text_row;
 
 use crate::harness::{options, pkey, step, Harness};
-use crate::pipeline_under_test::CONFIG;
+use crate::pipeline_under_test::{node, CONFIG};
 
 #[tokio::test]
 async fn one_to_many_outputs_follow_deletes_in_either_input() {
@@ -136,4 +136,59 @@ async fn a_fingerprint_change_reprocesses_every_key_of_that_step_only() {
         .unwrap();
     assert!(!r.any_failed(), "{r}");
     assert_eq!(h.shape.keys_seen().len(), 13);
+}
+
+/// The indexes of a key table, as Postgres describes them.
+async fn key_indexes(h: &Harness, step: &str) -> Vec<String> {
+    let mut c = h.db.connect().await;
+    sqlx::query_scalar(
+        "SELECT indexdef || CASE WHEN EXISTS (SELECT 1 FROM pg_constraint k
+                                    WHERE k.conindid = (quote_ident(schemaname) || '.' || quote_ident(indexname))::regclass
+                                      AND k.contype = 'p') THEN ' (primary key)' ELSE '' END
+           FROM pg_indexes WHERE schemaname = 'etl' AND tablename = $1 ORDER BY indexname",
+    )
+    .bind(format!("keys__{step}"))
+    .fetch_all(&mut c)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_first_capture_loads_the_keys_without_indexes_and_makes_the_same_ones_again() {
+    let h = Harness::new().await;
+    // The bookkeeping as `prepare` makes it, before any capture.
+    etl_core::Store::prepare(h.store.as_ref(), &Arc::new(h.pipeline()))
+        .await
+        .unwrap();
+    let made = key_indexes(&h, "shape").await;
+    assert_eq!(made.len(), 2, "{made:?}");
+    assert!(
+        made.iter().any(|d| d.ends_with("(primary key)")),
+        "{made:?}"
+    );
+    assert!(made.iter().any(|d| d.contains("WHERE pending")), "{made:?}");
+
+    let r = h.run().await;
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(key_indexes(&h, "shape").await, made);
+    let nodes = h.count("SELECT count(*) FROM src_nodes").await;
+    assert_eq!(
+        h.count("SELECT count(*) FROM etl.keys__shape WHERE NOT pending AND is_success")
+            .await,
+        nodes
+    );
+
+    // The next captures go through the primary key (ON CONFLICT): an edit and a new node.
+    h.source.edit("src_nodes", |rows| {
+        rows[0].set("name", "renamed");
+        rows.push(node("p100", "person", "Person 100", "30"));
+    });
+    let r = h.run().await;
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(step(&r, "shape").keys_processed, 2);
+    assert_eq!(
+        h.count("SELECT count(*) FROM etl.keys__shape WHERE NOT pending")
+            .await,
+        nodes + 1
+    );
 }

@@ -229,8 +229,16 @@ async fn main() {
             panic!("ETL_BENCH_VECTORS is `uniform` (the default) or `words`, not `{other}`")
         }
     };
+    // Vector index inserts depend on whether the index fits in Postgres's buffers: say how big.
+    let shared_buffers = match sqlx::PgPool::connect(&admin).await {
+        Ok(pool) => sqlx::query_scalar::<_, String>("SHOW shared_buffers")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or_else(|e| format!("unknown ({e})")),
+        Err(e) => format!("unknown ({e})"),
+    };
     println!(
-        "embedding dimensions: {dim}, vectors {}; Grist: the emulator (`etl grist serve`)",
+        "embedding dimensions: {dim}, vectors {}; Grist: the emulator (`etl grist serve`); Postgres shared_buffers {shared_buffers}",
         if word_sums {
             "summed per word"
         } else {
