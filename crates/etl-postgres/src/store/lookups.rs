@@ -26,14 +26,18 @@ impl PgStore {
         }
         let width = table.primary_key.len();
         // The keys go as arrays and come back as their positions in them: nothing to parse
-        // but a number, a hash and the producer.
+        // but a number, a hash and the producer. One primary-key probe per key, whatever the
+        // planner thinks of the table: `LIMIT 1` keeps the lookup a parameterized subquery.
+        // (As a join, a table that grew in this run from nothing to 200,000 rows, its
+        // statistics saying it is tiny, was scanned for every batch: 5 s over a run.)
         let sql = format!(
-            "SELECT q.ord, m.hash, m.producer_key FROM {} AS m
-               JOIN unnest({}) WITH ORDINALITY AS q({}, ord) ON {}
-              WHERE m.delete_ts IS NULL",
-            meta_table(&table.name),
+            "SELECT q.ord, m.hash, m.producer_key
+               FROM unnest({}) WITH ORDINALITY AS q({}, ord)
+               CROSS JOIN LATERAL (SELECT m.hash, m.producer_key FROM {} AS m
+                                    WHERE {} AND m.delete_ts IS NULL LIMIT 1) AS m",
             text_array_params(1, width),
             key_names(width),
+            meta_table(&table.name),
             join_on("m", &table.primary_key, "q")
         );
         let mut q = sqlx::query_as::<_, (i64, Option<Vec<u8>>, Option<String>)>(&sql);
@@ -69,8 +73,14 @@ impl PgStore {
             return Ok(HashMap::new());
         }
         let width = table.primary_key.len();
+        // One probe of the producer index per producer (`OFFSET 0` keeps the subquery apart,
+        // as in `stored_hashes`).
         let sql = format!(
-            "SELECT {}, m.hash, m.producer_key FROM {} AS m WHERE m.producer_key = ANY($1::text[]) AND m.delete_ts IS NULL",
+            "SELECT {}, m.hash, m.producer_key
+               FROM unnest($1::text[]) AS p(key)
+               CROSS JOIN LATERAL (SELECT * FROM {} AS m
+                                    WHERE m.producer_key = p.key AND m.delete_ts IS NULL
+                                   OFFSET 0) AS m",
             column_list(&table.primary_key, Some("m")),
             meta_table(&table.name),
         );
