@@ -262,6 +262,15 @@ pub trait Store: StoreReads + Send + Sync {
     /// Applies a batch. For a transform step, also records its keys (see [`Commit`]).
     async fn commit(&self, step: &StepDef, commit: Commit) -> Result<(), StoreError>;
 
+    /// Called once a transform's run has committed all its batches (not after a failed or
+    /// stopped run, nor when it had no key to process): the store completes key bookkeeping
+    /// it put off for the run. A run that never gets here leaves it to the next [`prepare`].
+    ///
+    /// [`prepare`]: Store::prepare
+    async fn batches_done(&self, _step: &StepDef) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Turns input changes the step has not seen into pending keys. When the step's fingerprint
     /// differs from the recorded one, or `full_refresh`, every key is made pending; the new
     /// fingerprint is recorded in the same transaction.

@@ -253,12 +253,25 @@ pub async fn ensure_keys(
                 is_success boolean, process_ts timestamptz, error text,
                 attempts integer NOT NULL DEFAULT 0, PRIMARY KEY ({pk}))"
         ),
-        format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {table} ({pk}) WHERE pending",
-            quote_ident(&format!("{base}__pending"))
-        ),
+        create_pending_index(step),
     ];
     run_ddl(pool, &step.name, &statements).await
+}
+
+/// The name of the index of a step's pending keys, qualified and quoted.
+pub fn pending_index(step: &str) -> String {
+    book(&format!("keys__{step}__pending"))
+}
+
+/// `CREATE INDEX IF NOT EXISTS` of the index of a step's pending keys (what the runs page
+/// through), partial: a key done leaves it.
+pub fn create_pending_index(step: &StepDef) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS {} ON {} ({}) WHERE pending",
+        quote_ident(&format!("keys__{}__pending", step.name)),
+        keys_table(&step.name),
+        column_list(&step.key, None)
+    )
 }
 
 async fn run_ddl(pool: &PgPool, what: &str, statements: &[String]) -> Result<(), StoreError> {

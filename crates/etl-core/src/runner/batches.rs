@@ -92,6 +92,10 @@ impl Runner {
         if let (Some(q), Some(run_id)) = (&opts.queue, run_id) {
             self.run_queued(step, opts, q, run_id, &worker, report)
                 .await?;
+            retry(&opts.retry, "complete the key bookkeeping", || {
+                self.store.batches_done(step)
+            })
+            .await?;
             transform.finished(ctx, report.keys_processed).await?;
             self.keep_memo(step, ctx, opts).await;
             return Ok(());
@@ -150,6 +154,10 @@ impl Runner {
         if stopped {
             return Err(StepError::interrupted());
         }
+        retry(&opts.retry, "complete the key bookkeeping", || {
+            self.store.batches_done(step)
+        })
+        .await?;
         transform.finished(ctx, report.keys_processed).await?;
         self.keep_memo(step, ctx, opts).await;
         Ok(())

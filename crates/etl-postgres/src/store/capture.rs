@@ -151,14 +151,13 @@ impl PgStore {
                     };
                     if full && super::first_capture::is_empty(&mut tx, &keys).await? {
                         // Every key is new: load them into the bare table (see first_capture).
-                        let aside = super::first_capture::set_aside(&mut tx, &keys).await?;
-                        sqlx::query(&format!(
+                        let pending_index = crate::schema::pending_index(&step.name);
+                        let aside =
+                            super::first_capture::set_aside(&mut tx, &keys, &pending_index).await?;
+                        let load = format!(
                             "INSERT INTO {keys} ({kcols}) SELECT DISTINCT {projected} FROM {meta} AS m WHERE {filter}"
-                        ))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| db(ctx(), e))?;
-                        aside.restore(&mut tx).await?;
+                        );
+                        aside.load_and_restore(&mut tx, &load).await?;
                     } else {
                         let sql = format!(
                             "INSERT INTO {keys} ({kcols}) SELECT DISTINCT {projected} FROM {meta} AS m WHERE {filter}

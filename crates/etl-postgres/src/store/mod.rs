@@ -245,6 +245,23 @@ impl Store for PgStore {
         self.read_memos(steps).await
     }
 
+    async fn batches_done(&self, step: &StepDef) -> Result<(), StoreError> {
+        // The index of pending keys a first capture left out (see `first_capture`).
+        let what = || format!("making the index of pending keys of step `{}`", step.name);
+        let present: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(schema::pending_index(&step.name))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| db(what(), e))?;
+        if !present {
+            sqlx::query(&schema::create_pending_index(step))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| db(what(), e))?;
+        }
+        Ok(())
+    }
+
     async fn set_memo(&self, step: &StepDef, memo: Option<&str>) -> Result<(), StoreError> {
         self.write_memo(step, memo).await
     }
