@@ -132,6 +132,16 @@ async fn three_workers_and_a_run_give_what_one_process_gives() {
     let workers = Workers::start(&s, config, 3).await;
     run(&s, config).await;
     assert_eq!(outcome(&s).await, expected);
+    // The first captures left out each step's index of pending keys; the end of each step's
+    // queued run made it again.
+    assert_eq!(
+        s.count(
+            "SELECT count(*) FROM pg_tables t WHERE t.schemaname = 'etl' AND t.tablename LIKE 'keys\\_\\_%'
+                AND to_regclass('etl.' || quote_ident(t.tablename || '__pending')) IS NULL"
+        )
+        .await,
+        0
+    );
 
     // Each batch was claimed once, by one worker; the run's history names who did what.
     assert_eq!(

@@ -237,7 +237,7 @@ pub async fn ensure_keys(
         .is_err()
     {
         run_ddl(pool, &step.name, &[format!("DROP TABLE IF EXISTS {table}")]).await?;
-    } else if existing.contains(&base) && existing.contains(&format!("{base}__pending")) {
+    } else if existing.contains(&base) && existing.contains(&pending_index_name(&step.name)) {
         return Ok(());
     }
     let keys = step
@@ -258,9 +258,14 @@ pub async fn ensure_keys(
     run_ddl(pool, &step.name, &statements).await
 }
 
+/// The name of the index of a step's pending keys, in the bookkeeping schema.
+fn pending_index_name(step: &str) -> String {
+    format!("keys__{step}__pending")
+}
+
 /// The name of the index of a step's pending keys, qualified and quoted.
 pub fn pending_index(step: &str) -> String {
-    book(&format!("keys__{step}__pending"))
+    book(&pending_index_name(step))
 }
 
 /// `CREATE INDEX IF NOT EXISTS` of the index of a step's pending keys (what the runs page
@@ -268,7 +273,7 @@ pub fn pending_index(step: &str) -> String {
 pub fn create_pending_index(step: &StepDef) -> String {
     format!(
         "CREATE INDEX IF NOT EXISTS {} ON {} ({}) WHERE pending",
-        quote_ident(&format!("keys__{}__pending", step.name)),
+        quote_ident(&pending_index_name(&step.name)),
         keys_table(&step.name),
         column_list(&step.key, None)
     )

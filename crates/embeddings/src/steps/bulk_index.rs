@@ -2,10 +2,11 @@
 //!
 //! Inserting into a pgvector HNSW index row by row costs about ten times what building the
 //! index over the loaded table does (30,000 vectors of 256 dimensions here: 70 s against 7 s).
-//! So when a run is about to write many rows compared with what the table holds (the step
-//! decides at its first batch that must ask the model for many of its texts: texts in the
-//! cache mostly give rows already stored), the step records the table's vector indexes in `etl.deferred_indexes`, drops them, loads, and makes
-//! them again from the recorded definitions when the run ends. A run that dies in between
+//! So when a run is about to write many rows compared with what the table holds, the step
+//! records the table's vector indexes in `etl.deferred_indexes`, drops them, loads, and makes
+//! them again from the recorded definitions when the run ends. Whether it is about to write is
+//! told by its first batch that must ask the model for many of its texts ([`Candidate`]): texts
+//! the cache holds mostly give back the rows already stored. A run that dies in between
 //! leaves the definitions recorded; the step's next run makes the indexes again. Meanwhile,
 //! searches still work, by scanning the table.
 
@@ -16,6 +17,33 @@ use etl_postgres::ident::qualified;
 
 /// Defer when the pending keys are at least this fraction of the rows the table has.
 const MIN_FRACTION: f64 = 0.125;
+
+/// A batch that must send the model at least this share of its texts makes a candidate run a
+/// bulk load. Texts already in the cache mostly come back as the rows already stored (a full
+/// refresh, or a data-model edit that touches every node without changing its texts), and
+/// those write nothing.
+const BULK_MISS_SHARE: f64 = 0.125;
+
+/// A run that may turn out a bulk load: its pending keys, until the first batch that has to
+/// ask the model for [`BULK_MISS_SHARE`] of its texts takes them (see [`Candidate::take`]).
+#[derive(Debug, Default)]
+pub struct Candidate(std::sync::Mutex<Option<u64>>);
+
+impl Candidate {
+    /// Starts a run: a candidate with `pending` keys, or none.
+    pub fn start(&self, pending: Option<u64>) {
+        *self.0.lock().expect("bulk candidate lock") = pending;
+    }
+
+    /// The run's pending keys, once, when a batch that must send the model `misses` of its
+    /// `texts` (distinct) shows the candidate run to be a bulk load.
+    pub fn take(&self, misses: usize, texts: usize) -> Option<u64> {
+        if misses == 0 || (misses as f64) < BULK_MISS_SHARE * texts as f64 {
+            return None;
+        }
+        self.0.lock().expect("bulk candidate lock").take()
+    }
+}
 
 fn sql_error(what: &str, table: &str, e: sqlx::Error) -> StepError {
     StepError::transient(format!("{what} of table `{table}`: {e}"))

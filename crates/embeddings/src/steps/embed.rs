@@ -65,17 +65,9 @@ pub struct EmbedStep {
     /// running side by side take turns at the model, so a text two of them hold is sent once,
     /// while their writes to the vector table (the engine's, after `process`) overlap.
     model_turn: tokio::sync::Mutex<()>,
-    /// This run's pending keys while it may still turn out a bulk load: the first batch that
-    /// has to ask the model for a good share of its texts sets the indexes aside (see
-    /// [`EmbedStep::bulk_load_begins`]). `None` once decided, and for small runs.
-    bulk_candidate: std::sync::Mutex<Option<u64>>,
+    /// Whether this run may still turn out a bulk load (decided by its batches, in turn).
+    bulk: bulk_index::Candidate,
 }
-
-/// A batch that must send the model at least this share of its texts makes a bulk candidate
-/// run a bulk load. Texts already in the cache mostly come back as the rows already stored
-/// (a full refresh, or a data-model edit that touches every node without changing its texts),
-/// and those write nothing.
-const BULK_MISS_SHARE: f64 = 0.125;
 
 /// The embedding steps' memo: no vector index of the table is set aside.
 const INDEXES_IN_PLACE: &str = "vector indexes in place";
@@ -166,7 +158,7 @@ impl EmbedStep {
             pool: OnceCell::new(),
             ready: OnceCell::new(),
             model_turn: tokio::sync::Mutex::new(()),
-            bulk_candidate: std::sync::Mutex::new(None),
+            bulk: bulk_index::Candidate::default(),
         }
     }
 
@@ -232,26 +224,6 @@ fn load_local(_dir: &std::path::Path) -> Result<Arc<dyn Embedder>, StepError> {
 
 impl EmbedStep {
     /// Embeds a search query with the step's model (`etl search`); the vector is not cached.
-    /// Sets the vector indexes aside when this batch shows the run to be a bulk load: the run
-    /// has many pending keys, and the batch must send the model `misses` of its `texts`
-    /// (distinct) at least [`BULK_MISS_SHARE`] of them. Decided once per run, by the first
-    /// such batch (batches take turns here, under `model_turn`); the rows of the batches
-    /// before it went into the indexes as they are.
-    async fn bulk_load_begins(&self, misses: usize, texts: usize) -> Result<(), StepError> {
-        if misses == 0 || (misses as f64) < BULK_MISS_SHARE * texts as f64 {
-            return Ok(());
-        }
-        let pending = self
-            .bulk_candidate
-            .lock()
-            .expect("bulk candidate lock")
-            .take();
-        match pending {
-            Some(pending) => bulk_index::defer(self.pool().await?, &self.output, pending).await,
-            None => Ok(()),
-        }
-    }
-
     pub async fn embed_query(&self, text: &str) -> Result<Vec<f32>, StepError> {
         let ready = self.ready().await?;
         let mut v = ready
@@ -327,21 +299,18 @@ impl Transform for EmbedStep {
     }
 
     async fn starting(&self, _ctx: &StepContext, run: RunStart) -> Result<(), StepError> {
-        *self.bulk_candidate.lock().expect("bulk candidate lock") = None;
-        if run.pending_keys < self.bulk_load_from_keys {
-            return Ok(());
-        }
-        if run.queued {
+        let candidate = run.pending_keys >= self.bulk_load_from_keys;
+        if candidate && run.queued {
             // The batches are processed by other instances of the step, which never hear of
             // this run: decide now, by the count alone.
+            self.bulk.start(None);
             return bulk_index::defer(self.pool().await?, &self.output, run.pending_keys).await;
         }
-        *self.bulk_candidate.lock().expect("bulk candidate lock") = Some(run.pending_keys);
+        self.bulk.start(candidate.then_some(run.pending_keys));
         Ok(())
     }
 
     async fn finished(&self, ctx: &StepContext, keys_processed: u64) -> Result<(), StepError> {
-        *self.bulk_candidate.lock().expect("bulk candidate lock") = None;
         // The memo says the indexes are in place; a run that wrote (or died writing) forgot it.
         if keys_processed > 0 || ctx.memo.as_deref() != Some(INDEXES_IN_PLACE) {
             let build = bulk_index::Build {
@@ -392,7 +361,11 @@ impl Transform for EmbedStep {
             .filter(|(_, h)| !vectors.contains_key(*h))
             .map(|(t, _)| t.to_string())
             .collect();
-        self.bulk_load_begins(misses.len(), distinct.len()).await?;
+        // Under `model_turn`: the first batch to tell the run a bulk load sets the indexes
+        // aside; the rows of the batches before it went into them as they are.
+        if let Some(pending) = self.bulk.take(misses.len(), distinct.len()) {
+            bulk_index::defer(self.pool().await?, &self.output, pending).await?;
+        }
         let mut refused: HashMap<String, String> = HashMap::new();
         if !misses.is_empty() {
             let stats = SendStats::default();

@@ -92,13 +92,7 @@ impl Runner {
         if let (Some(q), Some(run_id)) = (&opts.queue, run_id) {
             self.run_queued(step, opts, q, run_id, &worker, report)
                 .await?;
-            retry(&opts.retry, "complete the key bookkeeping", || {
-                self.store.batches_done(step)
-            })
-            .await?;
-            transform.finished(ctx, report.keys_processed).await?;
-            self.keep_memo(step, ctx, opts).await;
-            return Ok(());
+            return self.batches_committed(step, opts, ctx, report).await;
         }
         let batch_size = step.batch_size_for(capture.pending);
         let mut after: Option<Key> = None;
@@ -154,6 +148,21 @@ impl Runner {
         if stopped {
             return Err(StepError::interrupted());
         }
+        self.batches_committed(step, opts, ctx, report).await
+    }
+
+    /// The end of a transform's run whose batches all committed, processed here or by workers:
+    /// the store's deferred key bookkeeping, the step's own end, its memo.
+    async fn batches_committed(
+        &self,
+        step: &StepDef,
+        opts: &RunOptions,
+        ctx: &StepContext,
+        report: &StepReport,
+    ) -> Result<(), StepError> {
+        let StepImpl::Transform(transform) = &step.implementation else {
+            unreachable!("batches are for transforms")
+        };
         retry(&opts.retry, "complete the key bookkeeping", || {
             self.store.batches_done(step)
         })

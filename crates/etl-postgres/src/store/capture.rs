@@ -149,20 +149,19 @@ impl PgStore {
                     } else {
                         "m.seq > $1"
                     };
+                    let insert = format!(
+                        "INSERT INTO {keys} ({kcols}) SELECT DISTINCT {projected} FROM {meta} AS m WHERE {filter}"
+                    );
                     if full && super::first_capture::is_empty(&mut tx, &keys).await? {
                         // Every key is new: load them into the bare table (see first_capture).
                         let pending_index = crate::schema::pending_index(&step.name);
-                        let aside =
-                            super::first_capture::set_aside(&mut tx, &keys, &pending_index).await?;
-                        let load = format!(
-                            "INSERT INTO {keys} ({kcols}) SELECT DISTINCT {projected} FROM {meta} AS m WHERE {filter}"
-                        );
-                        aside.load_and_restore(&mut tx, &load).await?;
+                        super::first_capture::set_aside(&mut tx, &keys, &pending_index)
+                            .await?
+                            .load_and_restore(&mut tx, &insert)
+                            .await?;
                     } else {
-                        let sql = format!(
-                            "INSERT INTO {keys} ({kcols}) SELECT DISTINCT {projected} FROM {meta} AS m WHERE {filter}
-                             ON CONFLICT ({kcols}) DO UPDATE SET pending = true"
-                        );
+                        let sql =
+                            format!("{insert} ON CONFLICT ({kcols}) DO UPDATE SET pending = true");
                         let q = sqlx::query(&sql);
                         let q = if full { q } else { q.bind(wm) };
                         q.execute(&mut *tx).await.map_err(|e| db(ctx(), e))?;

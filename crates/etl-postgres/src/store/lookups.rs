@@ -76,9 +76,9 @@ impl PgStore {
         // One probe of the producer index per producer (`OFFSET 0` keeps the subquery apart,
         // as in `stored_hashes`).
         let sql = format!(
-            "SELECT {}, m.hash, m.producer_key
+            "SELECT m.*
                FROM unnest($1::text[]) AS p(key)
-               CROSS JOIN LATERAL (SELECT * FROM {} AS m
+               CROSS JOIN LATERAL (SELECT {}, m.hash, m.producer_key FROM {} AS m
                                     WHERE m.producer_key = p.key AND m.delete_ts IS NULL
                                    OFFSET 0) AS m",
             column_list(&table.primary_key, Some("m")),
