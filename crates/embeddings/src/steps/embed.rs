@@ -98,7 +98,7 @@ impl EmbedStep {
         let bulk_load_from_keys = settings.runtime_u64_or("bulk_load_from_keys", 2000);
         let cache_max_age_days = settings.runtime_u64_or("cache_max_age_days", 0);
         let index_build_memory = settings.runtime_string_or("index_build_memory", "512MB");
-        let index_build_workers = settings.runtime_u64_or("index_build_workers", 2);
+        let index_build_workers = settings.runtime_u64_or("index_build_workers", 1);
         // Every key is read whatever the provider, so that none is reported as unknown.
         let base_url = settings.runtime_string_or("base_url", "https://api.openai.com/v1");
         let api_key = settings.secret("api_key");
