@@ -214,16 +214,22 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| db(ctx(), e))?;
-        // Only a capture that saw changes can have moved a watermark past a tombstone.
-        for table in &changed_inputs {
-            self.prune_tombstones(&mut tx, table).await?;
-        }
         let pending: i64 =
             sqlx::query_scalar(&format!("SELECT count(*) FROM {keys} WHERE pending"))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| db(ctx(), e))?;
         tx.commit().await.map_err(|e| db(ctx(), e))?;
+        // Only a capture that saw changes can have moved a watermark past a tombstone. Pruned
+        // after the commit, so that of two readers capturing at once, the one that commits
+        // last sees both watermarks moved (inside its transaction each saw the other's old one,
+        // and the tombstones both had seen were left for a later run).
+        if !changed_inputs.is_empty() {
+            let mut conn = self.pool.acquire().await.map_err(|e| db(ctx(), e))?;
+            for table in &changed_inputs {
+                self.prune_tombstones(&mut conn, table).await?;
+            }
+        }
         Ok(Capture {
             pending: pending as u64,
             full,

@@ -6,9 +6,12 @@
 //! again (a full capture reads live rows only, and the diffs compare live rows). So a tombstone
 //! whose `seq` is at or below the watermark of **every** step of the pipeline that reads the
 //! table can go. A reader that has no watermark yet (a step never run, or skipped) keeps every
-//! tombstone of its inputs. Pruning runs in a consumer's capture, in its transaction and under
-//! its locks: the table's writers are shut out (they lock it exclusively) and the other
-//! readers' watermarks only grow, so none of them can need what is pruned.
+//! tombstone of its inputs. Pruning runs right after a consumer's capture has committed its
+//! watermarks, under the step's locks: the table's writers are shut out (they lock it
+//! exclusively) and the other readers' watermarks only grow, so none of them can need what is
+//! pruned. After the commit, not inside it: of two readers capturing at once, each would see
+//! the other's old watermark in its own transaction and neither would prune; the one that
+//! commits last sees both.
 //!
 //! A pruned tombstone changes no outcome: a row that comes back is an insert either way, a row
 //! still gone is deleted nowhere again, and the pending key a consumer holds for it still makes
