@@ -12,6 +12,7 @@
 //! | [`schema`] | the data tables' columns and the bookkeeping tables beside them |
 //! | [`lock`] | the session advisory locks a step holds while it runs |
 //! | [`vector_index`] | the embedding tables' vector indexes and dimension, as settings say |
+//! | [`session`] | how the engine's connections start: `application_name`, one round trip of settings |
 //! | [`namespace`] | which pipeline the process serves: its data and bookkeeping schemas |
 //! | [`migrate`] | the SQL migrations (`migrations/`) and `etl migrate` |
 //! | [`ident`] | the one quoting helper for SQL identifiers |
@@ -28,6 +29,7 @@ pub mod pending;
 pub mod queue;
 pub mod reads;
 pub mod schema;
+pub mod session;
 pub mod sizes;
 pub mod store;
 pub mod vector_index;

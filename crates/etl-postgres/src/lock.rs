@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgPoolOptions, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
 use sqlx::{PgConnection, PgPool};
 
 use etl_core::store::{StepLock, StoreError};
@@ -66,29 +66,16 @@ fn resources(step: &StepDef) -> Vec<(i64, Mode, String)> {
 }
 
 /// The pool lock sessions come from: opened lazily, one session per step holding its locks at
-/// the same time, kept for the next steps.
-pub fn lock_pool(database_url: &str) -> Result<PgPool, StoreError> {
+/// the same time, kept for the next steps. A lock session needs no setting beyond its
+/// `application_name`, which `options` sends at startup (see [`crate::session`]).
+pub fn lock_pool(options: PgConnectOptions) -> PgPool {
     PgPoolOptions::new()
         // Never the limit in practice: a step holds one session while it runs.
         .max_connections(256)
         .min_connections(0)
         .idle_timeout(Some(Duration::from_secs(300)))
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::query("SET application_name = 'etl'")
-                    .execute(&mut *conn)
-                    .await
-                    .map(|_| ())
-            })
-        })
-        .connect_lazy(database_url)
-        .map_err(|e| {
-            db(
-                "reading the database URL for step locks (check DB_CONN_URI)",
-                e,
-            )
-        })
+        .connect_lazy_with(options)
 }
 
 /// A step's locks, on the session that holds them.
@@ -135,30 +122,60 @@ pub async fn acquire(pool: &PgPool, step: &StepDef, wait: bool) -> Result<PgStep
         .map_err(|e| db("connecting for a step lock", e))?;
     // From here on, an error or a cancelled future drops the guard, which closes the session.
     let mut lock = PgStepLock { conn: Some(conn) };
-    for (id, mode, what) in resources(step) {
-        let conn = lock.session();
-        if wait {
-            let sql = match mode {
-                Mode::Exclusive => "SELECT pg_advisory_lock($1)",
-                Mode::Shared => "SELECT pg_advisory_lock_shared($1)",
-            };
-            if !try_lock(conn, id, mode).await? {
-                tracing::info!(resource = %what, "waiting for another etl run to release its lock");
-                sqlx::query(sql)
-                    .bind(id)
-                    .execute(conn)
-                    .await
-                    .map_err(|e| db(format!("waiting for the lock of {what}"), e))?;
-            }
-        } else if !try_lock(conn, id, mode).await? {
-            let holder = holder(conn, id).await;
+    let resources = resources(step);
+    if !wait {
+        // Every lock tried in one statement; if one is held elsewhere the guard's drop closes
+        // the session, releasing those taken.
+        if let Some(i) = try_all(lock.session(), &resources).await? {
+            let (id, _, what) = &resources[i];
+            let holder = holder(lock.session(), *id).await;
             return Err(StoreError::Locked {
                 step: step.name.clone(),
                 holder: format!("{what} is held by {holder}"),
             });
         }
+        return Ok(lock);
+    }
+    for (id, mode, what) in resources {
+        let conn = lock.session();
+        let sql = match mode {
+            Mode::Exclusive => "SELECT pg_advisory_lock($1)",
+            Mode::Shared => "SELECT pg_advisory_lock_shared($1)",
+        };
+        if !try_lock(conn, id, mode).await? {
+            tracing::info!(resource = %what, "waiting for another etl run to release its lock");
+            sqlx::query(sql)
+                .bind(id)
+                .execute(conn)
+                .await
+                .map_err(|e| db(format!("waiting for the lock of {what}"), e))?;
+        }
     }
     Ok(lock)
+}
+
+/// Tries every lock at once (without waiting, so the order cannot deadlock); the index of the
+/// first one held elsewhere, if any.
+async fn try_all(
+    conn: &mut PgConnection,
+    resources: &[(i64, Mode, String)],
+) -> Result<Option<usize>, StoreError> {
+    let ids: Vec<i64> = resources.iter().map(|(id, _, _)| *id).collect();
+    let shared: Vec<bool> = resources
+        .iter()
+        .map(|(_, mode, _)| *mode == Mode::Shared)
+        .collect();
+    let refused: Option<i64> = sqlx::query_scalar(
+        "SELECT min(w.ord) FROM unnest($1::bigint[], $2::bool[]) WITH ORDINALITY AS w(id, shared, ord)
+          WHERE NOT CASE WHEN w.shared THEN pg_try_advisory_lock_shared(w.id)
+                         ELSE pg_try_advisory_lock(w.id) END",
+    )
+    .bind(&ids)
+    .bind(&shared)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| db("taking a step's locks", e))?;
+    Ok(refused.map(|ord| ord as usize - 1))
 }
 
 async fn try_lock(conn: &mut PgConnection, id: i64, mode: Mode) -> Result<bool, StoreError> {

@@ -9,7 +9,7 @@
 //! * `etl."keys__<step>"`: per transform key of a step: `pending`, `is_success`, `process_ts`,
 //!   `error`, `attempts`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::PgPool;
 
@@ -70,17 +70,61 @@ pub fn keys_table(step: &str) -> String {
 
 /// Reads a data table's columns and checks its primary key against the configuration.
 pub async fn inspect(pool: &PgPool, def: &TableDef) -> Result<TableInfo, StoreError> {
-    let columns: Vec<(String, String)> = sqlx::query_as(
-        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
-           FROM pg_attribute a
-          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-          ORDER BY a.attnum",
+    let mut found = read_columns(pool, std::slice::from_ref(def)).await?;
+    table_info(def, found.remove(&def.name).unwrap_or_default())
+}
+
+/// Reads the data tables' columns and checks their primary keys, every table in one catalogue
+/// query (a run's start costs one round trip, not two per table).
+pub async fn inspect_all(pool: &PgPool, defs: &[TableDef]) -> Result<Vec<TableInfo>, StoreError> {
+    let mut found = read_columns(pool, defs).await?;
+    defs.iter()
+        .map(|def| table_info(def, found.remove(&def.name).unwrap_or_default()))
+        .collect()
+}
+
+/// A column as the catalogue gives it: name, type, and whether it is in the primary key.
+type FoundColumn = (String, String, bool);
+
+/// Per table, its columns in order (none if the table does not exist).
+async fn read_columns(
+    pool: &PgPool,
+    defs: &[TableDef],
+) -> Result<HashMap<String, Vec<FoundColumn>>, StoreError> {
+    let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
+    let qualified: Vec<String> = defs.iter().map(|d| namespace::data(&d.name)).collect();
+    let rows: Vec<(String, String, String, bool)> = sqlx::query_as(
+        "SELECT t.name, a.attname::text, format_type(a.atttypid, a.atttypmod),
+                coalesce(a.attnum = ANY(i.indkey), false)
+           FROM unnest($1::text[], $2::text[]) AS t(name, qualified)
+           JOIN pg_attribute a
+             ON a.attrelid = to_regclass(t.qualified) AND a.attnum > 0 AND NOT a.attisdropped
+           LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+          ORDER BY t.name, a.attnum",
     )
-    .bind(namespace::data(&def.name))
+    .bind(&names)
+    .bind(&qualified)
     .fetch_all(pool)
     .await
-    .map_err(|e| db(format!("reading the columns of table `{}`", def.name), e))?;
-    if columns.is_empty() {
+    .map_err(|e| {
+        db(
+            format!("reading the columns of tables {}", names.join(", ")),
+            e,
+        )
+    })?;
+    let mut found: HashMap<String, Vec<FoundColumn>> = HashMap::new();
+    for (table, name, sql_type, in_key) in rows {
+        found
+            .entry(table)
+            .or_default()
+            .push((name, sql_type, in_key));
+    }
+    Ok(found)
+}
+
+/// A data table's [`TableInfo`] from its columns as found, checked against its definition.
+fn table_info(def: &TableDef, found: Vec<FoundColumn>) -> Result<TableInfo, StoreError> {
+    if found.is_empty() {
         return Err(StoreError::Schema {
             table: def.name.clone(),
             message: match namespace::current().pipeline() {
@@ -94,21 +138,11 @@ pub async fn inspect(pool: &PgPool, def: &TableDef) -> Result<TableInfo, StoreEr
             },
         });
     }
-    let pk: Vec<String> = sqlx::query_scalar(
-        "SELECT a.attname::text
-           FROM pg_index i
-           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-          WHERE i.indrelid = to_regclass($1) AND i.indisprimary",
-    )
-    .bind(namespace::data(&def.name))
-    .fetch_all(pool)
-    .await
-    .map_err(|e| {
-        db(
-            format!("reading the primary key of table `{}`", def.name),
-            e,
-        )
-    })?;
+    let pk: Vec<String> = found
+        .iter()
+        .filter(|(_, _, in_key)| *in_key)
+        .map(|(name, _, _)| name.clone())
+        .collect();
     let mut want = def.primary_key.clone();
     want.sort();
     let mut have = pk.clone();
@@ -123,8 +157,10 @@ pub async fn inspect(pool: &PgPool, def: &TableDef) -> Result<TableInfo, StoreEr
             ),
         });
     }
-    let columns: Vec<Column> = columns
+    let columns = found
         .into_iter()
+        .map(|(name, sql_type, _)| (name, sql_type));
+    let columns: Vec<Column> = columns
         .map(|(name, sql_type)| {
             let kind = match sql_type.as_str() {
                 "text" | "character varying" => ColumnKind::Text,
@@ -179,6 +215,7 @@ pub async fn ensure_meta(
     pool: &PgPool,
     def: &TableDef,
     existing: &HashSet<String>,
+    found_keys: &BookkeepingKeys,
 ) -> Result<(), StoreError> {
     let meta = meta_table(&def.name);
     let keys = def
@@ -216,10 +253,11 @@ pub async fn ensure_meta(
         format!("{base}__producer"),
         format!("{base}__tombstones"),
     ];
+    check_key_columns(found_keys, &base, &def.primary_key, &def.name)?;
     if !names.iter().all(|n| existing.contains(n)) {
         run_ddl(pool, &def.name, &statements).await?;
     }
-    check_key_columns(pool, &base, &def.primary_key, &def.name).await
+    Ok(())
 }
 
 /// Creates the key bookkeeping of a transform or sink step if missing. Its key columns follow
@@ -229,13 +267,11 @@ pub async fn ensure_keys(
     pool: &PgPool,
     step: &StepDef,
     existing: &HashSet<String>,
+    keys: &BookkeepingKeys,
 ) -> Result<(), StoreError> {
     let base = format!("keys__{}", step.name);
     let table = keys_table(&step.name);
-    if check_key_columns(pool, &base, &step.key, &step.name)
-        .await
-        .is_err()
-    {
+    if check_key_columns(keys, &base, &step.key, &step.name).is_err() {
         run_ddl(pool, &step.name, &[format!("DROP TABLE IF EXISTS {table}")]).await?;
     } else if existing.contains(&base) && existing.contains(&pending_index_name(&step.name)) {
         return Ok(());
@@ -301,24 +337,40 @@ async fn run_ddl(pool: &PgPool, what: &str, statements: &[String]) -> Result<(),
         .map_err(|e| db("committing bookkeeping DDL", e))
 }
 
-/// Checks that a bookkeeping table's key columns are the expected ones (if it exists).
-async fn check_key_columns(
+/// The key columns, in key order, of the bookkeeping tables that exist, by table name
+/// (`meta__<table>`, `keys__<step>`).
+pub type BookkeepingKeys = HashMap<String, Vec<String>>;
+
+/// Reads the key columns of the named bookkeeping tables, all in one catalogue query.
+pub async fn bookkeeping_keys(
     pool: &PgPool,
+    names: &[String],
+) -> Result<BookkeepingKeys, StoreError> {
+    let rows: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT b.name, array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
+           FROM unnest($2::text[]) AS b(name)
+           JOIN pg_index i
+             ON i.indrelid = to_regclass(quote_ident($1) || '.' || quote_ident(b.name))
+            AND i.indisprimary
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+          GROUP BY b.name",
+    )
+    .bind(namespace::current().book_schema())
+    .bind(names)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| db("reading the keys of the engine's bookkeeping tables", e))?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Checks that a bookkeeping table's key columns are the expected ones (if it exists).
+fn check_key_columns(
+    keys: &BookkeepingKeys,
     base: &str,
     expected: &[String],
     owner: &str,
 ) -> Result<(), StoreError> {
-    let cols: Vec<String> = sqlx::query_scalar(
-        "SELECT a.attname::text FROM pg_attribute a
-          JOIN pg_index i ON i.indrelid = a.attrelid AND a.attnum = ANY(i.indkey) AND i.indisprimary
-         WHERE a.attrelid = to_regclass(quote_ident($1) || '.' || quote_ident($2))
-         ORDER BY array_position(i.indkey::int2[], a.attnum)",
-    )
-    .bind(namespace::current().book_schema())
-    .bind(base)
-    .fetch_all(pool)
-    .await
-    .map_err(|e| db(format!("reading the bookkeeping of `{owner}`"), e))?;
+    let cols = keys.get(base).map(Vec::as_slice).unwrap_or_default();
     if cols.is_empty() || cols == expected {
         Ok(())
     } else {

@@ -167,6 +167,9 @@ impl Runner {
         let mut running: FuturesUnordered<BoxFuture<'static, (usize, StepReport)>> =
             FuturesUnordered::new();
         let mut started_set: HashSet<usize> = HashSet::new();
+        // The history's writes, off the path from one step to the next: awaited before the
+        // run's report is returned (and so before the run is recorded as finished).
+        let mut records: Vec<tokio::task::JoinHandle<()>> = Vec::new();
 
         // Memos are an optimisation: without them every step does its full check.
         let selected_defs: Vec<&StepDef> =
@@ -216,7 +219,7 @@ impl Runner {
                     let mut r = StepReport::new(&step.name, step.kind);
                     r.status =
                         StepRunStatus::Interrupted("not started: the run was asked to stop".into());
-                    self.record_step(run_id, &r).await;
+                    records.extend(self.record_step(run_id, &r));
                     reports.insert(i, r);
                     continue;
                 }
@@ -232,7 +235,7 @@ impl Runner {
                     tracing::info!(step = %step.name, reason = %why, "step not configured: not run, its tables are left as they are");
                     let mut r = StepReport::new(&step.name, step.kind);
                     r.status = StepRunStatus::NotConfigured(why.clone());
-                    self.record_step(run_id, &r).await;
+                    records.extend(self.record_step(run_id, &r));
                     reports.insert(i, r);
                     continue;
                 }
@@ -242,7 +245,7 @@ impl Runner {
                         "step `{}` it depends on did not finish",
                         self.pipeline.steps[*u].name
                     ));
-                    self.record_step(run_id, &r).await;
+                    records.extend(self.record_step(run_id, &r));
                     reports.insert(i, r);
                     continue;
                 }
@@ -280,12 +283,15 @@ impl Runner {
                     r.kind = self.pipeline.steps[i].kind;
                 }
                 if !dry_run {
-                    self.record_step(run_id, &r).await;
+                    records.extend(self.record_step(run_id, &r));
                 }
                 reports.insert(i, r);
             }
         }
 
+        for record in records {
+            let _ = record.await;
+        }
         let steps = selected
             .iter()
             .map(|i| reports.remove(i).expect("every step reported"))
@@ -297,12 +303,21 @@ impl Runner {
         }
     }
 
-    /// Records a step's report in the run's history; failing to is not an error of the run.
-    async fn record_step(&self, run_id: Option<i64>, report: &StepReport) {
-        let Some(run) = run_id else { return };
-        if let Err(e) = self.store.step_reported(run, report).await {
-            tracing::warn!(error = %e, step = %report.step, "could not record the step in the run's history");
-        }
+    /// Records a step's report in the run's history, in a task of its own (each record is a
+    /// commit, and the next steps need not wait for it); failing to is not an error of the run.
+    fn record_step(
+        &self,
+        run_id: Option<i64>,
+        report: &StepReport,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let run = run_id?;
+        let store = self.store.clone();
+        let report = report.clone();
+        Some(tokio::spawn(async move {
+            if let Err(e) = store.step_reported(run, &report).await {
+                tracing::warn!(error = %e, step = %report.step, "could not record the step in the run's history");
+            }
+        }))
     }
 
     /// Starts the drift checks of the selected transforms at once, alongside the run's first

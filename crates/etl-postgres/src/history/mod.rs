@@ -12,13 +12,15 @@ use etl_core::step::ErrorClass;
 use etl_core::store::StoreError;
 
 use crate::error::db;
+use crate::session::UNFLUSHED;
 
 pub mod summary;
 
 /// Records that a run began; returns its id.
 pub async fn run_begun(pool: &PgPool, invocation: &Invocation) -> Result<i64, StoreError> {
     sqlx::query_scalar(&format!(
-        "INSERT INTO {book}.runs (command, host, pid, worker) VALUES ($1, $2, $3, $4)
+        "INSERT INTO {book}.runs (command, host, pid, worker)
+         SELECT $1, $2, $3, $4 FROM {UNFLUSHED}
          RETURNING run_id",
         book = crate::namespace::book_schema()
     ))
@@ -50,7 +52,7 @@ pub async fn step_reported(pool: &PgPool, run: i64, report: &StepReport) -> Resu
     sqlx::query(
         &format!("INSERT INTO {book}.run_steps (run_id, step, kind, started_at, outcome, reason, error_class,
              keys_processed, keys_failed, tables, counters, failures, elapsed_ms)
-         VALUES ($1, $2, $3, to_timestamp($4), $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         SELECT $1, $2, $3, to_timestamp($4), $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM {UNFLUSHED}
          ON CONFLICT (run_id, step) DO UPDATE SET finished_at = now(),
              outcome = EXCLUDED.outcome, reason = EXCLUDED.reason,
              error_class = EXCLUDED.error_class, keys_processed = EXCLUDED.keys_processed,
@@ -85,7 +87,8 @@ pub async fn run_ended(
     retention: Duration,
 ) -> Result<(), StoreError> {
     sqlx::query(&format!(
-        "UPDATE {book}.runs SET finished_at = now(), outcome = $2 WHERE run_id = $1",
+        "UPDATE {book}.runs SET finished_at = now(), outcome = $2 FROM {UNFLUSHED}
+          WHERE run_id = $1",
         book = crate::namespace::book_schema()
     ))
     .bind(run)

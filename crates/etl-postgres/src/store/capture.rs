@@ -96,15 +96,24 @@ impl PgStore {
         let kcols = column_list(&step.key, None);
         let ctx = || format!("capturing the changes of step `{}`", step.name);
         let mut tx = self.pool.begin().await.map_err(|e| db(ctx(), e))?;
+        // Two captures of one step never interleave: runs hold the step's lock, and this
+        // transaction's advisory lock covers anything else. It writes nothing (a row lock
+        // would), so a capture that finds no change commits without waiting for the disk.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(crate::lock::lock_id(&format!("capture:{}", step.name)))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db(ctx(), e))?;
         let recorded: Option<Option<String>> = sqlx::query_scalar(&format!(
-            "SELECT fingerprint FROM {book}.steps WHERE step = $1 FOR UPDATE",
+            "SELECT fingerprint FROM {book}.steps WHERE step = $1",
             book = crate::namespace::book_schema()
         ))
         .bind(&step.name)
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| db(ctx(), e))?;
-        let full = full_refresh || recorded.flatten().as_deref() != Some(step.fingerprint.as_str());
+        let recorded = recorded.flatten();
+        let full = full_refresh || recorded.as_deref() != Some(step.fingerprint.as_str());
         if full {
             sqlx::query(&format!(
                 "UPDATE {keys} SET pending = true WHERE NOT pending"
@@ -113,26 +122,25 @@ impl PgStore {
             .await
             .map_err(|e| db(ctx(), e))?;
         }
+        // Every input's watermark and newest change, in two queries.
+        let stored: std::collections::HashMap<String, i64> = sqlx::query_as(&format!(
+            "SELECT input_table, last_seq FROM {book}.step_watermarks WHERE step = $1",
+            book = crate::namespace::book_schema()
+        ))
+        .bind(&step.name)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| db(ctx(), e))?
+        .into_iter()
+        .collect();
+        let newest = newest_changes(&mut tx, step)
+            .await
+            .map_err(|e| db(ctx(), e))?;
         let mut changed_inputs = Vec::new();
-        for input in &step.inputs {
+        for (input, &max) in step.inputs.iter().zip(&newest) {
             let meta = meta_table(&input.table);
-            let wm: i64 = if full {
-                0
-            } else {
-                sqlx::query_scalar::<_, i64>(
-                    &format!("SELECT last_seq FROM {book}.step_watermarks WHERE step = $1 AND input_table = $2", book = crate::namespace::book_schema()),
-                )
-                .bind(&step.name)
-                .bind(&input.table)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| db(ctx(), e))?
-                .unwrap_or(0)
-            };
-            let max: i64 = sqlx::query_scalar(&format!("SELECT coalesce(max(seq), 0) FROM {meta}"))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| db(ctx(), e))?;
+            let stored_wm = stored.get(&input.table).copied();
+            let wm: i64 = if full { 0 } else { stored_wm.unwrap_or(0) };
             if max > wm {
                 changed_inputs.push(input.table.clone());
                 let key_cols: Vec<String> = input.join.iter().map(|(k, _)| k.clone()).collect();
@@ -193,27 +201,31 @@ impl PgStore {
                         .map_err(|e| db(ctx(), e))?;
                 }
             }
-            sqlx::query(
-                &format!("INSERT INTO {book}.step_watermarks (step, input_table, last_seq) VALUES ($1, $2, $3)
-                 ON CONFLICT (step, input_table) DO UPDATE SET last_seq = EXCLUDED.last_seq", book = crate::namespace::book_schema()),
-            )
+            if stored_wm != Some(max) {
+                sqlx::query(
+                    &format!("INSERT INTO {book}.step_watermarks (step, input_table, last_seq) VALUES ($1, $2, $3)
+                     ON CONFLICT (step, input_table) DO UPDATE SET last_seq = EXCLUDED.last_seq", book = crate::namespace::book_schema()),
+                )
+                .bind(&step.name)
+                .bind(&input.table)
+                .bind(max)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db(ctx(), e))?;
+            }
+        }
+        if recorded.as_deref() != Some(step.fingerprint.as_str()) {
+            sqlx::query(&format!(
+                "INSERT INTO {book}.steps (step, fingerprint) VALUES ($1, $2)
+                 ON CONFLICT (step) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",
+                book = crate::namespace::book_schema()
+            ))
             .bind(&step.name)
-            .bind(&input.table)
-            .bind(max)
+            .bind(&step.fingerprint)
             .execute(&mut *tx)
             .await
             .map_err(|e| db(ctx(), e))?;
         }
-        sqlx::query(&format!(
-            "INSERT INTO {book}.steps (step, fingerprint) VALUES ($1, $2)
-             ON CONFLICT (step) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",
-            book = crate::namespace::book_schema()
-        ))
-        .bind(&step.name)
-        .bind(&step.fingerprint)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| db(ctx(), e))?;
         let pending: i64 =
             sqlx::query_scalar(&format!("SELECT count(*) FROM {keys} WHERE pending"))
                 .fetch_one(&mut *tx)
@@ -413,4 +425,30 @@ impl PgStore {
             .collect::<Result<_, _>>()
             .map_err(|e| db(ctx(), e))
     }
+}
+
+/// The newest change number (`seq`) of each of a step's inputs, in the inputs' order (0 for an
+/// empty table), in one query.
+async fn newest_changes(
+    tx: &mut sqlx::PgConnection,
+    step: &StepDef,
+) -> Result<Vec<i64>, sqlx::Error> {
+    if step.inputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = step
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            format!(
+                "SELECT {i}::int AS i, coalesce(max(seq), 0) AS newest FROM {}",
+                meta_table(&input.table)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let mut rows: Vec<(i32, i64)> = sqlx::query_as(&sql).fetch_all(tx).await?;
+    rows.sort_unstable();
+    Ok(rows.into_iter().map(|(_, newest)| newest).collect())
 }

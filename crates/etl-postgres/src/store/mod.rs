@@ -62,28 +62,22 @@ impl std::fmt::Debug for PgStore {
 impl PgStore {
     /// Connects a pool. The URL is never part of an error message (it may hold a password).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = crate::session::connect_options(url)
+            .map_err(|e| db("reading the database URL (check DB_CONN_URI)", e))?;
+        let settings = crate::session::store_settings();
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    // The engine reads by key: batches of thousands of keys joined to a
-                    // metadata table. With the default random_page_cost (4, tuned for spinning
-                    // disks) Postgres prefers hashing the whole table to as many index probes:
-                    // 100 ms instead of 20 ms for 5,000 keys against 200,000 rows, and worse as
-                    // tables grow. 1.1 is the usual setting for SSDs.
-                    for setting in ["SET application_name = 'etl'", "SET random_page_cost = 1.1"] {
-                        sqlx::query(setting).execute(&mut *conn).await?;
-                    }
-                    crate::namespace::configure(conn).await
-                })
+            .after_connect(move |conn, _| {
+                let settings = settings.clone();
+                Box::pin(async move { crate::session::apply(conn, &settings).await })
             })
-            .connect(url)
+            .connect_with(options.clone())
             .await
             .map_err(|e| db("connecting to Postgres (check DB_CONN_URI)", e))?;
         Ok(PgStore {
             pool,
-            locks: crate::lock::lock_pool(url)?,
+            locks: crate::lock::lock_pool(options),
             tables: RwLock::new(HashMap::new()),
             consumers: RwLock::new(HashMap::new()),
         })
@@ -114,23 +108,37 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn prepare(&self, pipeline: &Pipeline) -> Result<(), StoreError> {
-        // Every table and step at once: on a prepared database this is catalogue reads only.
+        // Three catalogue queries for every table and step; on a prepared database nothing
+        // else (no DDL), and all on one connection, so a run's start opens no more.
         let existing = schema::existing_bookkeeping(&self.pool).await?;
-        let existing = &existing;
-        let infos = futures::future::try_join_all(pipeline.tables.values().map(|def| async move {
-            let info = schema::inspect(&self.pool, def).await?;
-            schema::ensure_meta(&self.pool, def, existing).await?;
-            Ok::<_, StoreError>((def.name.clone(), Arc::new(info)))
-        }))
-        .await?;
+        let defs: Vec<TableDef> = pipeline.tables.values().cloned().collect();
+        let infos = schema::inspect_all(&self.pool, &defs).await?;
+        let steps: Vec<&StepDef> = pipeline
+            .steps
+            .iter()
+            .filter(|s| s.kind != StepKind::Extract)
+            .collect();
+        let names: Vec<String> = defs
+            .iter()
+            .map(|d| format!("meta__{}", d.name))
+            .chain(steps.iter().map(|s| format!("keys__{}", s.name)))
+            .collect();
+        let keys = schema::bookkeeping_keys(&self.pool, &names).await?;
+        let (existing, keys) = (&existing, &keys);
         futures::future::try_join_all(
-            pipeline
-                .steps
-                .iter()
-                .filter(|s| s.kind != StepKind::Extract)
-                .map(|step| schema::ensure_keys(&self.pool, step, existing)),
+            defs.iter()
+                .map(|def| schema::ensure_meta(&self.pool, def, existing, keys)),
         )
         .await?;
+        futures::future::try_join_all(
+            steps
+                .iter()
+                .map(|step| schema::ensure_keys(&self.pool, step, existing, keys)),
+        )
+        .await?;
+        let infos = infos
+            .into_iter()
+            .map(|info| (info.def.name.clone(), Arc::new(info)));
         *self.tables.write().expect("table cache") = infos.into_iter().collect();
         let mut consumers: HashMap<String, Vec<String>> = HashMap::new();
         for step in pipeline

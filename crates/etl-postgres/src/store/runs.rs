@@ -12,6 +12,7 @@ use etl_core::{StepDef, StepKind, TableDef};
 use crate::error::db;
 use crate::ident::column_list;
 use crate::schema::keys_table;
+use crate::session::UNFLUSHED;
 
 use super::sql::*;
 use super::PgStore;
@@ -27,7 +28,7 @@ type LastRun = (
 impl PgStore {
     pub(super) async fn record_start(&self, step: &StepDef) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO {book}.steps (step, last_started) VALUES ($1, now())
+            "INSERT INTO {book}.steps (step, last_started) SELECT $1, now() FROM {UNFLUSHED}
              ON CONFLICT (step) DO UPDATE SET last_started = now()",
             book = crate::namespace::book_schema()
         ))
@@ -51,7 +52,7 @@ impl PgStore {
         };
         sqlx::query(
             &format!("INSERT INTO {book}.steps (step, last_finished, last_outcome, last_error, last_counters, last_elapsed_ms)
-             VALUES ($1, now(), $2, $3, $4, $5)
+             SELECT $1, now(), $2, $3, $4, $5 FROM {UNFLUSHED}
              ON CONFLICT (step) DO UPDATE SET last_finished = now(), last_outcome = EXCLUDED.last_outcome,
                  last_error = EXCLUDED.last_error, last_counters = EXCLUDED.last_counters,
                  last_elapsed_ms = EXCLUDED.last_elapsed_ms", book = crate::namespace::book_schema()),

@@ -99,3 +99,49 @@ async fn wait_until_free(store: &etl_postgres::PgStore, step: &etl_core::StepDef
     }
     panic!("the dropped lock is still held");
 }
+
+/// A step's locks are tried in one statement: when one is held elsewhere, the ones taken
+/// beside it in that statement must go too, and the message names the one refused.
+#[tokio::test]
+async fn a_lock_refused_part_way_leaves_none_of_the_steps_locks_held() {
+    let h = Harness::new().await;
+    let pipeline = Arc::new(h.pipeline());
+    h.store.prepare(&pipeline).await.unwrap();
+    let other_process = etl_postgres::PgStore::connect(&h.db.url, 2).await.unwrap();
+    // `load` writes `src_nodes`; `shape` reads it (shared), and takes its own step and its
+    // output table exclusively: those two are free, the shared one is not.
+    let held = other_process
+        .lock(pipeline.step("load").unwrap(), false)
+        .await
+        .unwrap();
+    let advisory = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted";
+    let before = h.count(advisory).await;
+    let shape = pipeline.step("shape").unwrap();
+    let refused = match h.store.lock(shape, false).await {
+        Ok(_) => panic!("shape's shared lock on src_nodes is held by `load`"),
+        Err(e) => e.to_string(),
+    };
+    assert!(refused.contains("table src_nodes"), "{refused}");
+    // The refused session closes; Postgres drops what it took once it notices.
+    let mut now = h.count(advisory).await;
+    for _ in 0..100 {
+        if now == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        now = h.count(advisory).await;
+    }
+    assert_eq!(
+        now, before,
+        "locks taken beside the refused one are still held"
+    );
+    // Nothing of shape's is held: once `load` is free, another process takes all of it.
+    held.release().await.unwrap();
+    other_process
+        .lock(shape, false)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}

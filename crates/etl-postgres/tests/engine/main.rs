@@ -8,6 +8,7 @@
 //! * `selection` – running a selection of steps, downstream, by label, and full refreshes.
 //! * `failures` – failing keys, the mass-delete guard, sources failing part way, transient
 //!   failures.
+//! * `prepare` – the catalogue read at a run's start, and the problems it names.
 //! * `locks` – a run held off by another run's lock.
 //! * `kill_recovery` – a run killed at any point converges on the next run.
 //! * `memos` – source memos: an unchanged source is not read again.
@@ -20,6 +21,7 @@ mod kill_recovery;
 mod locks;
 mod memos;
 mod pipeline_under_test;
+mod prepare;
 mod selection;
 mod stop;
 mod transforms;

@@ -138,6 +138,35 @@ async fn a_fingerprint_change_reprocesses_every_key_of_that_step_only() {
     assert_eq!(h.shape.keys_seen().len(), 13);
 }
 
+/// A capture that finds nothing new writes nothing (no watermark rewritten to the value it
+/// had), so its transaction commits without a disk flush; one after a fingerprint change still
+/// records the new fingerprint, so the run after it has nothing to do.
+#[tokio::test]
+async fn a_capture_that_finds_no_change_rewrites_no_watermark() {
+    let h = Harness::new().await;
+    h.run().await;
+    let versions = "SELECT coalesce(sum(xmin::text::bigint), 0)::bigint FROM etl.step_watermarks";
+    let rows = h.count("SELECT count(*) FROM etl.step_watermarks").await;
+    assert!(rows > 0, "the first run recorded its watermarks");
+    let before = h.count(versions).await;
+    let r = h.run().await;
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(
+        h.count(versions).await,
+        before,
+        "a no-op rewrote a watermark"
+    );
+
+    h.catalog.set_version("shape", 2);
+    h.shape.reset_calls();
+    h.run().await;
+    assert_eq!(h.shape.keys_seen().len(), 13);
+    h.shape.reset_calls();
+    let r = h.run().await;
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(h.shape.calls(), 0, "the new fingerprint was not recorded");
+}
+
 /// The indexes of a key table, as Postgres describes them.
 async fn key_indexes(h: &Harness, step: &str) -> Vec<String> {
     let mut c = h.db.connect().await;
