@@ -157,11 +157,9 @@ fn table_info(def: &TableDef, found: Vec<FoundColumn>) -> Result<TableInfo, Stor
             ),
         });
     }
-    let columns = found
+    let columns: Vec<Column> = found
         .into_iter()
-        .map(|(name, sql_type, _)| (name, sql_type));
-    let columns: Vec<Column> = columns
-        .map(|(name, sql_type)| {
+        .map(|(name, sql_type, _)| {
             let kind = match sql_type.as_str() {
                 "text" | "character varying" => ColumnKind::Text,
                 "jsonb" | "json" => ColumnKind::Json,
@@ -267,11 +265,11 @@ pub async fn ensure_keys(
     pool: &PgPool,
     step: &StepDef,
     existing: &HashSet<String>,
-    keys: &BookkeepingKeys,
+    found_keys: &BookkeepingKeys,
 ) -> Result<(), StoreError> {
     let base = format!("keys__{}", step.name);
     let table = keys_table(&step.name);
-    if check_key_columns(keys, &base, &step.key, &step.name).is_err() {
+    if check_key_columns(found_keys, &base, &step.key, &step.name).is_err() {
         run_ddl(pool, &step.name, &[format!("DROP TABLE IF EXISTS {table}")]).await?;
     } else if existing.contains(&base) && existing.contains(&pending_index_name(&step.name)) {
         return Ok(());

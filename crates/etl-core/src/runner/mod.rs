@@ -290,7 +290,9 @@ impl Runner {
         }
 
         for record in records {
-            let _ = record.await;
+            if let Err(e) = record.await {
+                tracing::warn!(error = %e, "recording a step in the run's history panicked");
+            }
         }
         let steps = selected
             .iter()
