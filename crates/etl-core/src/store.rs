@@ -25,7 +25,7 @@ use crate::diff::{Stored, TableDiff};
 use crate::history::{Invocation, RunOutcome};
 use crate::report::StepReport;
 use crate::step::{ErrorClass, InputBatch, StepError};
-use crate::value::Key;
+use crate::value::{Key, Row};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -223,6 +223,10 @@ pub trait StoreReads: Send + Sync {
 
     /// How many keys `step` has processed successfully.
     async fn succeeded_keys(&self, step: &StepDef) -> Result<u64, StoreError>;
+
+    /// Every row of `table`, one of `step`'s inputs (refused otherwise): for a side input, a
+    /// data model's list, never for the inputs that hold the step's keys.
+    async fn whole_input(&self, step: &StepDef, table: &str) -> Result<Vec<Row>, StoreError>;
 }
 
 #[async_trait]
@@ -269,6 +273,16 @@ pub trait Store: StoreReads + Send + Sync {
     /// [`prepare`]: Store::prepare
     async fn batches_done(&self, _step: &StepDef) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Settles every pending key of `step` without reading it, for a transform that said it
+    /// produces nothing ([`crate::step::Transform::produces_nothing`]), in one transaction:
+    /// the keys no key-covering input holds any more are forgotten, the rest recorded as
+    /// processed. Only when none of the step's output tables holds a live row: otherwise
+    /// nothing changes and the answer is `None` (the batches must delete those rows). The
+    /// answer counts the keys recorded as processed.
+    async fn settle_unread(&self, _step: &StepDef) -> Result<Option<u64>, StoreError> {
+        Ok(None)
     }
 
     /// Turns input changes the step has not seen into pending keys. When the step's fingerprint
@@ -411,6 +425,11 @@ impl StepReads {
     /// See [`StoreReads::written_names`].
     pub async fn written_names(&self, name_column: &str) -> Result<Vec<String>, StepError> {
         Ok(self.store.written_names(&self.step, name_column).await?)
+    }
+
+    /// See [`StoreReads::whole_input`].
+    pub async fn whole_input(&self, table: &str) -> Result<Vec<Row>, StepError> {
+        Ok(self.store.whole_input(&self.step, table).await?)
     }
 
     /// See [`StoreReads::succeeded_keys`].

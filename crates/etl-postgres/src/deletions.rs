@@ -15,11 +15,12 @@ use crate::schema::{keys_table, meta_table};
 /// Keys counted per statement: a `text[]` parameter of this many producers.
 const CHUNK: usize = 10_000;
 
-/// The pending keys of `step` that vanished: no key-covering input has a live row for them.
-pub async fn vanished_pending(pool: &PgPool, step: &StepDef) -> Result<Vec<Key>, StoreError> {
+/// The condition on a key row `k` of `step` that no key-covering input holds a live row for
+/// it any more; `None` when no input covers the key.
+pub(crate) fn vanished_condition(step: &StepDef) -> Option<String> {
     let covering: Vec<_> = step.inputs.iter().filter(|i| i.covers_key).collect();
     if covering.is_empty() || step.key.is_empty() {
-        return Ok(Vec::new());
+        return None;
     }
     let absent = covering
         .iter()
@@ -37,6 +38,14 @@ pub async fn vanished_pending(pool: &PgPool, step: &StepDef) -> Result<Vec<Key>,
         })
         .collect::<Vec<_>>()
         .join(" AND ");
+    Some(absent)
+}
+
+/// The pending keys of `step` that vanished: no key-covering input has a live row for them.
+pub async fn vanished_pending(pool: &PgPool, step: &StepDef) -> Result<Vec<Key>, StoreError> {
+    let Some(absent) = vanished_condition(step) else {
+        return Ok(Vec::new());
+    };
     let sql = format!(
         "SELECT {} FROM {} AS k WHERE k.pending AND {absent}",
         column_list(&step.key, Some("k")),

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use etl_core::store::{Expected, StoreError, StoreReads};
-use etl_core::{Key, StepDef};
+use etl_core::{Key, Row, StepDef};
 
 use crate::error::db;
 use crate::ident::{column_list, quote_ident};
 use crate::schema::keys_table;
-use crate::store::PgStore;
+use crate::store::{row_from_json, PgStore};
 
 /// `k.a = t.a AND ...` over the step's key.
 fn on_key(step: &StepDef) -> String {
@@ -142,6 +142,31 @@ impl StoreReads for PgStore {
         .await
         .map_err(|e| db(format!("counting the keys of step `{}`", step.name), e))?;
         Ok(n as u64)
+    }
+
+    async fn whole_input(&self, step: &StepDef, table: &str) -> Result<Vec<Row>, StoreError> {
+        if !step.inputs.iter().any(|i| i.table == table) {
+            return Err(StoreError::Schema {
+                table: table.to_string(),
+                message: format!(
+                    "is not an input of step `{}` (a bug in the step: it reads only its inputs)",
+                    step.name
+                ),
+            });
+        }
+        let rows: Vec<serde_json::Value> = sqlx::query_scalar(&format!(
+            "SELECT to_jsonb(t.*) FROM {} AS t",
+            quote_ident(table)
+        ))
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| {
+            db(
+                format!("reading input `{table}` of step `{}`", step.name),
+                e,
+            )
+        })?;
+        Ok(rows.into_iter().map(row_from_json).collect())
     }
 }
 

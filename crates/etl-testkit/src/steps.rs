@@ -160,6 +160,7 @@ pub struct FnTransform {
     poisoned: Arc<Mutex<BTreeSet<Key>>>,
     pause: Arc<Mutex<Option<Duration>>>,
     transient_failures: Arc<Mutex<u32>>,
+    claims_nothing: Arc<Mutex<bool>>,
 }
 
 impl std::fmt::Debug for FnTransform {
@@ -182,7 +183,14 @@ impl FnTransform {
             poisoned: Arc::default(),
             pause: Arc::default(),
             transient_failures: Arc::default(),
+            claims_nothing: Arc::default(),
         }
+    }
+
+    /// From now on the step says it produces nothing from its pending keys
+    /// (`Transform::produces_nothing`), whatever its closure would do.
+    pub fn claim_nothing(&self, on: bool) {
+        *self.claims_nothing.lock().unwrap() = on;
     }
 
     /// Every key the transform was called with, over all calls.
@@ -226,6 +234,10 @@ impl FnTransform {
 impl Transform for FnTransform {
     fn key_columns(&self) -> Vec<String> {
         self.key.clone()
+    }
+
+    async fn produces_nothing(&self, _ctx: &StepContext) -> Result<bool, StepError> {
+        Ok(*self.claims_nothing.lock().unwrap())
     }
 
     async fn process(

@@ -13,20 +13,7 @@ use super::target::Target;
 
 /// `(key, its row, attribute, text)` for every text the batch's keys ask for.
 pub fn texts_of(target: Target, batch: &InputBatch) -> Vec<(Key, &Row, String, String)> {
-    // Embeddable attributes per type.
-    let mut embeddable: HashMap<String, Vec<String>> = HashMap::new();
-    for a in batch.role_rows(ATTRIBUTES) {
-        if matches!(a.get("embeddable"), Some(Value::Bool(true))) {
-            if let (Some(owner), Some(name)) =
-                (a.text(target.owner_column()), a.text("attribute_name"))
-            {
-                embeddable
-                    .entry(owner.to_string())
-                    .or_default()
-                    .push(name.to_string());
-            }
-        }
-    }
+    let embeddable = embeddable_by_type(target, batch.role_rows(ATTRIBUTES));
 
     // The texts of each key.
     let rows = batch.role_rows_by_key(ROWS);
@@ -50,6 +37,24 @@ pub fn texts_of(target: Target, batch: &InputBatch) -> Vec<(Key, &Row, String, S
         }
     }
     wanted
+}
+
+/// Of an attribute list, the attributes marked embeddable, by the type they belong to.
+pub fn embeddable_by_type(target: Target, attributes: &[Row]) -> HashMap<String, Vec<String>> {
+    let mut embeddable: HashMap<String, Vec<String>> = HashMap::new();
+    for a in attributes {
+        if matches!(a.get("embeddable"), Some(Value::Bool(true))) {
+            if let (Some(owner), Some(name)) =
+                (a.text(target.owner_column()), a.text("attribute_name"))
+            {
+                embeddable
+                    .entry(owner.to_string())
+                    .or_default()
+                    .push(name.to_string());
+            }
+        }
+    }
+    embeddable
 }
 
 /// A UUID (8-4-4-4-12 hex digits) is an identifier, not a text worth embedding.

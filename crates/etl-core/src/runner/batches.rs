@@ -17,7 +17,7 @@ use crate::step::{ErrorClass, StepContext, StepError, StepImpl};
 use crate::store::{Commit, Store};
 use crate::value::Key;
 
-use super::{DriftCheck, RunOptions, Runner, DRIFT_REPAIRED};
+use super::{DriftCheck, RunOptions, Runner, DRIFT_REPAIRED, KEYS_SETTLED_UNREAD};
 
 impl Runner {
     pub(super) async fn run_transform(
@@ -60,6 +60,22 @@ impl Runner {
             transform.finished(ctx, 0).await?;
             self.keep_memo(step, ctx, opts).await;
             return Ok(());
+        }
+        if transform.produces_nothing(ctx).await? {
+            let settled = retry(&opts.retry, "settle the pending keys", || {
+                self.store.settle_unread(step)
+            })
+            .await?;
+            if let Some(settled) = settled {
+                tracing::info!(
+                    keys = settled,
+                    "the step produces nothing from these keys: settled without reading them"
+                );
+                ctx.counters.add(KEYS_SETTLED_UNREAD, settled);
+                report.keys_processed += settled;
+                self.progress.advanced(&step.name, settled);
+                return self.batches_committed(step, opts, ctx, report).await;
+            }
         }
         if !opts.allow_mass_delete {
             let outside = transform.outside_target();

@@ -476,5 +476,9 @@ impl Runner {
 /// reprocessed.
 pub const DRIFT_REPAIRED: &str = "drift_repaired";
 
+/// The counter of the keys a step that produces nothing settled without reading them (see
+/// [`crate::step::Transform::produces_nothing`]).
+pub const KEYS_SETTLED_UNREAD: &str = "keys_settled_unread";
+
 /// A drift check started early (see [`Runner::start_drift_checks`]).
 type DriftCheck = tokio::task::JoinHandle<Result<bool, StepError>>;

@@ -434,6 +434,16 @@ pub trait Transform: Send + Sync {
         Ok(BTreeMap::new())
     }
 
+    /// Asked when keys are pending, before any of them is read: true when the step can tell
+    /// from its side inputs alone (read whole through [`StepReads::whole_input`]) that no key
+    /// would produce a row, as an embedding step whose attribute list marks nothing
+    /// embeddable. The engine then settles the pending keys without reading them
+    /// ([`crate::store::Store::settle_unread`]), unless an output table still holds rows, which
+    /// only the batches may delete. The default, false: the batches decide.
+    async fn produces_nothing(&self, _ctx: &StepContext) -> Result<bool, StepError> {
+        Ok(false)
+    }
+
     /// Called once the run knows its work and before its first batch, when there is any: a
     /// step writing many rows can prepare for a bulk load (and undo that in
     /// [`Transform::finished`]).

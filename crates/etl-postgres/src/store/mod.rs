@@ -13,15 +13,19 @@
 //! | `first_capture` | a step's first capture, loaded into its key table without the indexes |
 //! | `lookups` | stored hashes, produced rows, input rows of a batch, what a run would delete |
 //! | `runs` | run records, memos and `etl status` |
+//! | `settle` | settling the pending keys of a step that produces nothing, unread |
 //! | `tombstones` | pruning deleted rows' metadata once every reader has seen it |
 
 mod capture;
 mod first_capture;
 mod lookups;
 mod runs;
+mod settle;
 mod sql;
 mod tombstones;
 mod writes;
+
+pub(crate) use sql::row_from_json;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -213,6 +217,10 @@ impl Store for PgStore {
         limit: usize,
     ) -> Result<Vec<Key>, StoreError> {
         self.pending_page(step, after, limit).await
+    }
+
+    async fn settle_unread(&self, step: &StepDef) -> Result<Option<u64>, StoreError> {
+        self.settle_pending(step).await
     }
 
     async fn read_inputs(&self, step: &StepDef, keys: &[Key]) -> Result<InputBatch, StoreError> {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use etl_core::runner::KEYS_SETTLED_UNREAD;
 use etl_core::Runner;
 use etl_testkit::steps::text_row;
 
@@ -241,4 +242,65 @@ async fn a_first_capture_loads_the_keys_without_indexes_and_makes_the_same_ones_
     let r = h.run().await;
     assert!(!r.any_failed(), "{r}");
     assert_eq!(key_indexes(&h, "shape").await, made);
+}
+
+#[tokio::test]
+async fn a_step_that_produces_nothing_settles_its_keys_unread_while_it_holds_no_rows() {
+    let h = Harness::new().await;
+    h.shape.claim_nothing(true);
+    let r = h.run().await;
+    assert!(!r.any_failed(), "{r}");
+    let nodes = h.count("SELECT count(*) FROM src_nodes").await;
+    assert_eq!(h.shape.calls(), 0, "no batch was read");
+    let shape = step(&r, "shape");
+    assert_eq!(shape.keys_processed, nodes as u64);
+    assert_eq!(
+        shape.counters.get(KEYS_SETTLED_UNREAD),
+        Some(&(nodes as u64))
+    );
+    assert_eq!(h.count("SELECT count(*) FROM nodes_out").await, 0);
+    let settled = "SELECT count(*) FROM etl.keys__shape WHERE NOT pending AND is_success";
+    assert_eq!(h.count(settled).await, nodes);
+    // The first capture's index of pending keys was made, as after batches.
+    let indexes = key_indexes(&h, "shape").await;
+    assert!(
+        indexes.iter().any(|d| d.contains("WHERE pending")),
+        "{indexes:?}"
+    );
+
+    // A node deleted upstream: its key is forgotten, the rest stay settled.
+    h.source.edit("src_nodes", |rows| {
+        rows.retain(|r| r.text("node_id") != Some("p000"))
+    });
+    let r = h.run().await;
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(h.shape.calls(), 0);
+    assert_eq!(
+        h.count("SELECT count(*) FROM etl.keys__shape").await,
+        nodes - 1
+    );
+    assert_eq!(h.count(settled).await, nodes - 1);
+}
+
+#[tokio::test]
+async fn a_step_that_says_it_produces_nothing_still_runs_its_batches_while_it_holds_rows() {
+    let h = Harness::new().await;
+    h.run().await;
+    let written = h.count("SELECT count(*) FROM nodes_out").await;
+    assert!(written > 0);
+    h.shape.reset_calls();
+    h.shape.claim_nothing(true);
+    // Every person node pends (a side-table change).
+    h.source.edit("attrs", |rows| {
+        rows.push(text_row(&[("anchor", "person"), ("attribute_name", "age")]))
+    });
+    let r = h.run().await;
+    assert!(!r.any_failed(), "{r}");
+    let shape = step(&r, "shape");
+    assert_eq!(shape.counters.get(KEYS_SETTLED_UNREAD), None, "{r}");
+    // Only the batches may change or delete what the step wrote: they ran.
+    assert!(h.shape.calls() > 0);
+    assert_eq!(shape.keys_processed, h.shape.keys_seen().len() as u64);
+    assert!(shape.keys_processed > 0);
+    assert_eq!(h.count("SELECT count(*) FROM nodes_out").await, written);
 }
