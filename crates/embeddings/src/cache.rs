@@ -96,10 +96,15 @@ impl EmbeddingCache {
     ) -> Result<(), CacheError> {
         let keys: Vec<Vec<u8>> = hashes.map(|h| h.to_vec()).collect();
         sqlx::query(&format!(
-            "UPDATE {book}.embedding_cache AS c SET used_at = now()
-               FROM unnest($4::bytea[]) AS q(h)
-              WHERE c.provider = $1 AND c.model = $2 AND c.dims = $3 AND c.text_hash = q.h
-                AND c.used_at < now() - interval '1 day'",
+            // The entries by probe, as in `lookup_sql`, then updated by their row address.
+            "UPDATE {book}.embedding_cache SET used_at = now()
+              WHERE ctid = ANY (ARRAY(
+                    SELECT c.ctid FROM unnest($4::bytea[]) AS q(h)
+                    CROSS JOIN LATERAL (SELECT ctid FROM {book}.embedding_cache
+                                         WHERE provider = $1 AND model = $2 AND dims = $3
+                                           AND text_hash = q.h
+                                           AND used_at < now() - interval '1 day'
+                                        OFFSET 0) AS c))",
             book = etl_postgres::namespace::book_schema()
         ))
         .bind(&id.provider)

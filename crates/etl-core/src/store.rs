@@ -278,9 +278,10 @@ pub trait Store: StoreReads + Send + Sync {
     /// Settles every pending key of `step` without reading it, for a transform that said it
     /// produces nothing ([`crate::step::Transform::produces_nothing`]), in one transaction:
     /// the keys no key-covering input holds any more are forgotten, the rest recorded as
-    /// processed. Only when none of the step's output tables holds a live row: otherwise
-    /// nothing changes and the answer is `None` (the batches must delete those rows). The
-    /// answer counts the keys recorded as processed.
+    /// processed. Only when the step writes tables and none of them holds a live row:
+    /// otherwise nothing changes and the answer is `None` (the batches must delete those rows;
+    /// a step with no output table keeps its state outside, where only batches see it). The
+    /// answer counts the keys settled, forgotten ones included, as batches count them.
     async fn settle_unread(&self, _step: &StepDef) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }

@@ -188,7 +188,8 @@ impl FnTransform {
     }
 
     /// From now on the step says it produces nothing from its pending keys
-    /// (`Transform::produces_nothing`), whatever its closure would do.
+    /// (`Transform::produces_nothing`), and its batches, when the engine still runs them,
+    /// produce nothing indeed (its closure is not called).
     pub fn claim_nothing(&self, on: bool) {
         *self.claims_nothing.lock().unwrap() = on;
     }
@@ -260,6 +261,9 @@ impl Transform for FnTransform {
         let poisoned = self.poisoned.lock().unwrap().clone();
         if batch.keys.iter().any(|k| poisoned.contains(k)) {
             return Err(StepError::data("poisoned key in batch (test)"));
+        }
+        if *self.claims_nothing.lock().unwrap() {
+            return Ok(BatchOutput::default());
         }
         Ok((self.f)(&batch))
     }

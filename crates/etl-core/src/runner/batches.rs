@@ -61,7 +61,13 @@ impl Runner {
             self.keep_memo(step, ctx, opts).await;
             return Ok(());
         }
-        if transform.produces_nothing(ctx).await? {
+        let nothing = retry(
+            &opts.retry,
+            "ask whether the step produces anything",
+            || transform.produces_nothing(ctx),
+        )
+        .await?;
+        if nothing {
             let settled = retry(&opts.retry, "settle the pending keys", || {
                 self.store.settle_unread(step)
             })

@@ -439,7 +439,8 @@ pub trait Transform: Send + Sync {
     /// would produce a row, as an embedding step whose attribute list marks nothing
     /// embeddable. The engine then settles the pending keys without reading them
     /// ([`crate::store::Store::settle_unread`]), unless an output table still holds rows, which
-    /// only the batches may delete. The default, false: the batches decide.
+    /// only the batches may delete, or the step writes no table (a sink's state is outside,
+    /// where only its batches see it). The default, false: the batches decide.
     async fn produces_nothing(&self, _ctx: &StepContext) -> Result<bool, StepError> {
         Ok(false)
     }

@@ -275,6 +275,12 @@ async fn a_step_that_produces_nothing_settles_its_keys_unread_while_it_holds_no_
     let r = h.run().await;
     assert!(!r.any_failed(), "{r}");
     assert_eq!(h.shape.calls(), 0);
+    // Counted as a batch counts it: a key processed, which vanished.
+    assert_eq!(step(&r, "shape").keys_processed, 1);
+    assert_eq!(
+        step(&r, "shape").counters.get(KEYS_SETTLED_UNREAD),
+        Some(&1)
+    );
     assert_eq!(
         h.count("SELECT count(*) FROM etl.keys__shape").await,
         nodes - 1
@@ -287,20 +293,31 @@ async fn a_step_that_says_it_produces_nothing_still_runs_its_batches_while_it_ho
     let h = Harness::new().await;
     h.run().await;
     let written = h.count("SELECT count(*) FROM nodes_out").await;
-    assert!(written > 0);
+    let interests = "SELECT count(*) FROM nodes_out WHERE node_type = 'interest'";
+    assert!(h.count(interests).await > 0);
     h.shape.reset_calls();
     h.shape.claim_nothing(true);
-    // Every person node pends (a side-table change).
+    // The interest nodes pend (a side-table change), and now produce nothing.
     h.source.edit("attrs", |rows| {
-        rows.push(text_row(&[("anchor", "person"), ("attribute_name", "age")]))
+        rows.push(text_row(&[
+            ("anchor", "interest"),
+            ("attribute_name", "age"),
+        ]))
     });
     let r = h.run().await;
     assert!(!r.any_failed(), "{r}");
     let shape = step(&r, "shape");
     assert_eq!(shape.counters.get(KEYS_SETTLED_UNREAD), None, "{r}");
-    // Only the batches may change or delete what the step wrote: they ran.
-    assert!(h.shape.calls() > 0);
-    assert_eq!(shape.keys_processed, h.shape.keys_seen().len() as u64);
-    assert!(shape.keys_processed > 0);
-    assert_eq!(h.count("SELECT count(*) FROM nodes_out").await, written);
+    // Only the batches may delete what the step wrote: they ran, and deleted those rows.
+    assert_eq!(
+        h.shape.keys_seen(),
+        vec![
+            pkey("i0", "interest"),
+            pkey("i1", "interest"),
+            pkey("i2", "interest")
+        ]
+    );
+    assert_eq!(shape.tables["nodes_out"].deleted, 3);
+    assert_eq!(h.count(interests).await, 0);
+    assert_eq!(h.count("SELECT count(*) FROM nodes_out").await, written - 3);
 }
