@@ -1,6 +1,6 @@
 //! Bounded bookkeeping: tombstones are pruned once every step reading their table has seen the
 //! deletion, and never sooner; the embedding cache forgets what no run has used for
-//! `EMBEDDINGS_CACHE_MAX_AGE_DAYS`.
+//! `EMBEDDINGS_CACHE_MAX_AGE_DAYS`, and finds a batch's entries by probe however new it is.
 
 mod support;
 
@@ -146,4 +146,80 @@ async fn the_embedding_cache_forgets_only_what_no_run_has_used_for_its_max_age()
         entries,
         "every current text is cached again (the old name is not current any more, the new one is)"
     );
+}
+
+/// The bug: a cache that autovacuum had not sampled yet (a first run fills it faster than that)
+/// was read by its key prefix, each entry compared with every hash of the batch: at 30,000
+/// entries a lookup took a second, 7.7 s of the M benchmark's full run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_lookup_before_any_analyze_reads_one_entry_per_hash() {
+    use embeddings::cache::{lookup_sql, text_hash};
+    use embeddings::{EmbeddingCache, ModelId};
+
+    let db = etl_testkit::postgres::TestDb::new().await;
+    db.execute("ALTER TABLE etl.embedding_cache SET (autovacuum_enabled = false)")
+        .await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let cached: Vec<Vec<u8>> = (1..=20000)
+        .map(|i| text_hash(&format!("text {i}")).to_vec())
+        .collect();
+    sqlx::query(
+        "INSERT INTO etl.embedding_cache (provider, model, dims, text_hash, embedding)
+         SELECT 'p', 'm', 3, h, '[1,2,3]' FROM unnest($1::bytea[]) AS u(h)",
+    )
+    .bind(&cached)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    // A batch of 1,000 texts: 500 cached, 500 never seen.
+    let batch: Vec<[u8; 32]> = (1..=500)
+        .map(|i| text_hash(&format!("text {i}")))
+        .chain((1..=500).map(|i| text_hash(&format!("new text {i}"))))
+        .collect();
+    let id = ModelId {
+        provider: "p".into(),
+        model: "m".into(),
+        dims: 3,
+    };
+    let hits = EmbeddingCache::new(pool.clone())
+        .get_many(&id, &batch)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 500, "every cached text is found, no other");
+    assert!(hits.values().all(|v| v == &[1.0, 2.0, 3.0]));
+
+    let keys: Vec<Vec<u8>> = batch.iter().map(|h| h.to_vec()).collect();
+    let plan: serde_json::Value =
+        sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", lookup_sql()))
+            .bind("p")
+            .bind("m")
+            .bind(3i32)
+            .bind(&keys)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let read = entries_read(&plan[0]["Plan"], "embedding_cache");
+    assert!(
+        read <= batch.len() as f64,
+        "the lookup of {} hashes read {read} of 20,000 entries: {plan:#}",
+        batch.len()
+    );
+}
+
+/// The rows a plan read from `table`: those it returned plus those its filters removed, over
+/// every loop.
+fn entries_read(node: &serde_json::Value, table: &str) -> f64 {
+    let own = if node["Relation Name"] == table {
+        let rows = node["Actual Rows"].as_f64().unwrap_or(0.0)
+            + node["Rows Removed by Filter"].as_f64().unwrap_or(0.0);
+        rows * node["Actual Loops"].as_f64().unwrap_or(1.0)
+    } else {
+        0.0
+    };
+    let children = node["Plans"]
+        .as_array()
+        .map(|plans| plans.iter().map(|p| entries_read(p, table)).sum())
+        .unwrap_or(0.0);
+    own + children
 }

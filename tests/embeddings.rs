@@ -388,95 +388,6 @@ async fn a_server_refusing_base64_is_asked_for_floats_from_then_on() {
     every_vector_is_the_models(&s).await;
 }
 
-/// The bug: a cache that autovacuum had not sampled yet (a first run fills it faster than that)
-/// was read by its key prefix, each entry compared with every hash of the batch: at 30,000
-/// entries a lookup took a second, 7.7 s of the M benchmark's full run.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cache_lookup_before_any_analyze_reads_one_entry_per_hash() {
-    use embeddings::cache::{lookup_sql, text_hash};
-    use embeddings::{EmbeddingCache, ModelId};
-
-    let db = etl_testkit::postgres::TestDb::new().await;
-    db.execute("ALTER TABLE etl.embedding_cache SET (autovacuum_enabled = false)")
-        .await;
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let cached: Vec<Vec<u8>> = (1..=20000)
-        .map(|i| text_hash(&format!("text {i}")).to_vec())
-        .collect();
-    sqlx::query(
-        "INSERT INTO etl.embedding_cache (provider, model, dims, text_hash, embedding)
-         SELECT 'p', 'm', 3, h, '[1,2,3]' FROM unnest($1::bytea[]) AS u(h)",
-    )
-    .bind(&cached)
-    .execute(&pool)
-    .await
-    .unwrap();
-
-    // A batch of 1,000 texts: 500 cached, 500 never seen.
-    let batch: Vec<[u8; 32]> = (1..=500)
-        .map(|i| text_hash(&format!("text {i}")))
-        .chain((1..=500).map(|i| text_hash(&format!("new text {i}"))))
-        .collect();
-    let id = ModelId {
-        provider: "p".into(),
-        model: "m".into(),
-        dims: 3,
-    };
-    let hits = EmbeddingCache::new(pool.clone())
-        .get_many(&id, &batch)
-        .await
-        .unwrap();
-    assert_eq!(hits.len(), 500, "every cached text is found, no other");
-    assert!(hits.values().all(|v| v == &[1.0, 2.0, 3.0]));
-
-    let keys: Vec<Vec<u8>> = batch.iter().map(|h| h.to_vec()).collect();
-    let plan: serde_json::Value =
-        sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", lookup_sql()))
-            .bind("p")
-            .bind("m")
-            .bind(3i32)
-            .bind(&keys)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    let read = entries_read(&plan[0]["Plan"], "embedding_cache");
-    assert!(
-        read <= batch.len() as f64,
-        "the lookup of {} hashes read {read} of 20,000 entries: {plan:#}",
-        batch.len()
-    );
-}
-
-/// The rows a plan read from `table`: those it returned plus those its filters removed, over
-/// every loop.
-fn entries_read(node: &serde_json::Value, table: &str) -> f64 {
-    let own = if node["Relation Name"] == table {
-        let rows = node["Actual Rows"].as_f64().unwrap_or(0.0)
-            + node["Rows Removed by Filter"].as_f64().unwrap_or(0.0);
-        rows * node["Actual Loops"].as_f64().unwrap_or(1.0)
-    } else {
-        0.0
-    };
-    let children = node["Plans"]
-        .as_array()
-        .map(|plans| plans.iter().map(|p| entries_read(p, table)).sum())
-        .unwrap_or(0.0);
-    own + children
-}
-
-/// A counter from a run's summary, under its step's line.
-fn step_counter(run: &support::Run, step: &str, counter: &str) -> Option<u64> {
-    let mut lines = run
-        .stdout
-        .lines()
-        .skip_while(|l| !l.starts_with(&format!("{step} ")));
-    lines.next()?;
-    lines
-        .take_while(|l| l.starts_with("    "))
-        .find_map(|l| l.trim().strip_prefix(&format!("{counter}: ")))
-        .and_then(|n| n.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_with_nothing_embeddable_are_settled_without_a_batch() {
     let s = Setup::demo().await;
@@ -485,7 +396,7 @@ async fn links_with_nothing_embeddable_are_settled_without_a_batch() {
     assert!(links > 0);
     // The demo's one link attribute (`since`) is not embeddable: no edge is read for it.
     assert_eq!(
-        step_counter(&run, "embed_edges", "keys_settled_unread"),
+        run.step_counter("embed_edges", "keys_settled_unread"),
         Some(links as u64),
         "{run}"
     );
@@ -537,7 +448,7 @@ async fn links_with_nothing_embeddable_are_settled_without_a_batch() {
         .await;
     assert!(liked > 0);
     assert_eq!(
-        step_counter(&run, "embed_edges", "keys_settled_unread"),
+        run.step_counter("embed_edges", "keys_settled_unread"),
         None,
         "{run}"
     );

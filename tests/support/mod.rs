@@ -93,6 +93,19 @@ impl Run {
             .all(|l| l.ends_with(" keys=0"))
     }
 
+    /// A counter from the run's summary, among the lines under `step`'s.
+    pub fn step_counter(&self, step: &str, counter: &str) -> Option<u64> {
+        let mut lines = self
+            .stdout
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("{step} ")));
+        lines.next()?;
+        lines
+            .take_while(|l| l.starts_with("    "))
+            .find_map(|l| l.trim().strip_prefix(&format!("{counter}: ")))
+            .and_then(|n| n.parse().ok())
+    }
+
     /// Rows written to `table` by the run, from its summary: (+inserted, ~updated, -deleted).
     pub fn written(&self, table: &str) -> (u64, u64, u64) {
         let line = self

@@ -12,20 +12,25 @@ use crate::provider::ModelId;
 
 pub type TextHash = [u8; 32];
 
-/// The lookup of a batch's hashes (`$1` provider, `$2` model, `$3` dims, `$4` the hashes): one
-/// probe of the primary key per hash, whatever the table's statistics. Written as
-/// `text_hash = ANY($4)`, a cache never yet analyzed (a first run fills it faster than
-/// autovacuum samples it) was scanned by its key prefix with each entry compared to every hash:
-/// a second per batch at 30,000 entries. Public so that a test can read its plan.
-pub fn lookup_sql() -> String {
+/// Of the entries of `$1` provider, `$2` model, `$3` dims, those of the hashes `$4` (and
+/// `also`, a condition on the entry), their `columns`: one probe of the primary key per hash,
+/// whatever the table's statistics. Written as `text_hash = ANY($4)`, a cache never yet analyzed
+/// (a first run fills it faster than autovacuum samples it) was read by its key prefix, each
+/// entry compared with every hash: a second per batch at 30,000 entries.
+fn probe_sql(columns: &str, also: &str) -> String {
     format!(
-        "SELECT c.text_hash, c.embedding FROM unnest($4::bytea[]) AS q(h)
-         CROSS JOIN LATERAL (SELECT text_hash, embedding FROM {book}.embedding_cache
+        "SELECT c.* FROM unnest($4::bytea[]) AS q(h)
+         CROSS JOIN LATERAL (SELECT {columns} FROM {book}.embedding_cache
                               WHERE provider = $1 AND model = $2 AND dims = $3
-                                AND text_hash = q.h
+                                AND text_hash = q.h {also}
                              OFFSET 0) AS c",
         book = etl_postgres::namespace::book_schema()
     )
+}
+
+/// The lookup of a batch's hashes (see [`probe_sql`]); public so that a test can read its plan.
+pub fn lookup_sql() -> String {
+    probe_sql("text_hash, embedding", "")
 }
 
 pub fn text_hash(text: &str) -> TextHash {
@@ -96,16 +101,10 @@ impl EmbeddingCache {
     ) -> Result<(), CacheError> {
         let keys: Vec<Vec<u8>> = hashes.map(|h| h.to_vec()).collect();
         sqlx::query(&format!(
-            // The entries by probe, as in `lookup_sql`, then updated by their row address.
-            "UPDATE {book}.embedding_cache SET used_at = now()
-              WHERE ctid = ANY (ARRAY(
-                    SELECT c.ctid FROM unnest($4::bytea[]) AS q(h)
-                    CROSS JOIN LATERAL (SELECT ctid FROM {book}.embedding_cache
-                                         WHERE provider = $1 AND model = $2 AND dims = $3
-                                           AND text_hash = q.h
-                                           AND used_at < now() - interval '1 day'
-                                        OFFSET 0) AS c))",
-            book = etl_postgres::namespace::book_schema()
+            // The entries by probe, then updated by their row address.
+            "UPDATE {book}.embedding_cache SET used_at = now() WHERE ctid = ANY (ARRAY({probe}))",
+            book = etl_postgres::namespace::book_schema(),
+            probe = probe_sql("ctid", "AND used_at < now() - interval '1 day'"),
         ))
         .bind(&id.provider)
         .bind(&id.model)

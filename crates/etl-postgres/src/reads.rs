@@ -11,7 +11,7 @@ use etl_core::{Key, Row, StepDef};
 use crate::error::db;
 use crate::ident::{column_list, quote_ident};
 use crate::schema::keys_table;
-use crate::store::{row_from_json, PgStore};
+use crate::store::PgStore;
 
 /// `k.a = t.a AND ...` over the step's key.
 fn on_key(step: &StepDef) -> String {
@@ -154,19 +154,12 @@ impl StoreReads for PgStore {
                 ),
             });
         }
-        let rows: Vec<serde_json::Value> = sqlx::query_scalar(&format!(
-            "SELECT to_jsonb(t.*) FROM {} AS t",
-            quote_ident(table)
-        ))
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| {
+        self.whole_table(table).await.map_err(|e| {
             db(
                 format!("reading input `{table}` of step `{}`", step.name),
                 e,
             )
-        })?;
-        Ok(rows.into_iter().map(row_from_json).collect())
+        })
     }
 }
 

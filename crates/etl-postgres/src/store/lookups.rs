@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use etl_core::diff::Stored;
 use etl_core::step::{InputBatch, InputRows};
 use etl_core::store::{Store, StoreError, TargetDeletes};
-use etl_core::{Key, StepDef, TableDef};
+use etl_core::{Key, Row, StepDef, TableDef};
 
 use crate::error::db;
 use crate::ident::{column_list, quote_ident};
@@ -118,6 +118,18 @@ impl PgStore {
         Ok((live, gone))
     }
 
+    /// Every row of `table`: an input joined on nothing, or a side input read whole
+    /// ([`etl_core::store::StoreReads::whole_input`]).
+    pub(crate) async fn whole_table(&self, table: &str) -> Result<Vec<Row>, sqlx::Error> {
+        let rows: Vec<serde_json::Value> = sqlx::query_scalar(&format!(
+            "SELECT to_jsonb(t.*) FROM {} AS t",
+            quote_ident(table)
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(row_from_json).collect())
+    }
+
     pub(super) async fn input_rows(
         &self,
         step: &StepDef,
@@ -127,9 +139,8 @@ impl PgStore {
         for input in &step.inputs {
             let ctx = || format!("reading input `{}` of step `{}`", input.table, step.name);
             let table = quote_ident(&input.table);
-            let rows: Vec<serde_json::Value> = if input.join.is_empty() {
-                sqlx::query_scalar(&format!("SELECT to_jsonb(t.*) FROM {table} AS t"))
-                    .fetch_all(&self.pool)
+            let rows: Vec<Row> = if input.join.is_empty() {
+                self.whole_table(&input.table)
                     .await
                     .map_err(|e| db(ctx(), e))?
             } else {
@@ -160,14 +171,16 @@ impl PgStore {
                 for c in key_columns(&projected, in_cols.len()) {
                     q = q.bind(c);
                 }
-                q.fetch_all(&self.pool).await.map_err(|e| db(ctx(), e))?
+                let rows: Vec<serde_json::Value> =
+                    q.fetch_all(&self.pool).await.map_err(|e| db(ctx(), e))?;
+                rows.into_iter().map(row_from_json).collect()
             };
             inputs.push(InputRows {
                 role: input.role.clone(),
                 table: input.table.clone(),
                 join: input.join.clone(),
                 covers_key: input.covers_key,
-                rows: rows.into_iter().map(row_from_json).collect(),
+                rows,
             });
         }
         Ok(InputBatch {

@@ -25,8 +25,6 @@ mod sql;
 mod tombstones;
 mod writes;
 
-pub(crate) use sql::row_from_json;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -137,7 +137,7 @@ pub(super) fn value_text(value: &Value, kind: &ColumnKind) -> Option<String> {
     }
 }
 
-pub(crate) fn row_from_json(json: serde_json::Value) -> Row {
+pub(super) fn row_from_json(json: serde_json::Value) -> Row {
     match json {
         serde_json::Value::Object(map) => map
             .into_iter()

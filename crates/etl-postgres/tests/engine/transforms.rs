@@ -89,14 +89,7 @@ async fn a_side_table_change_invalidates_only_the_keys_that_depend_on_it() {
     let r = h.run().await;
     assert!(!r.any_failed(), "{r}");
     // Exactly the 3 interest nodes, none of the 10 persons.
-    assert_eq!(
-        h.shape.keys_seen(),
-        vec![
-            pkey("i0", "interest"),
-            pkey("i1", "interest"),
-            pkey("i2", "interest")
-        ]
-    );
+    assert_eq!(h.shape.keys_seen(), interest_keys());
     assert_eq!(h.tags.calls(), 0);
     assert_eq!(
         h.count("SELECT count(*) FROM nodes_out WHERE attributes ? 'age'")
@@ -309,15 +302,16 @@ async fn a_step_that_says_it_produces_nothing_still_runs_its_batches_while_it_ho
     let shape = step(&r, "shape");
     assert_eq!(shape.counters.get(KEYS_SETTLED_UNREAD), None, "{r}");
     // Only the batches may delete what the step wrote: they ran, and deleted those rows.
-    assert_eq!(
-        h.shape.keys_seen(),
-        vec![
-            pkey("i0", "interest"),
-            pkey("i1", "interest"),
-            pkey("i2", "interest")
-        ]
-    );
+    assert_eq!(h.shape.keys_seen(), interest_keys());
     assert_eq!(shape.tables["nodes_out"].deleted, 3);
     assert_eq!(h.count(interests).await, 0);
     assert_eq!(h.count("SELECT count(*) FROM nodes_out").await, written - 3);
+}
+
+/// The keys of the seed's three interest nodes.
+fn interest_keys() -> Vec<etl_core::Key> {
+    ["i0", "i1", "i2"]
+        .into_iter()
+        .map(|id| pkey(id, "interest"))
+        .collect()
 }

@@ -2,8 +2,8 @@
 //! interests, person-likes-interest links, with names) at sizes S (the demo's size), M (10,000 /
 //! 20,000 / 100,000) and L (100,000 / 200,000 / 1,000,000); serves them with `etl grist serve`;
 //! and times whole `etl run` processes: the first full run, a run with no change (and the median
-//! of five more, the steady state of a schedule), a run after editing 1% of the names, and a run after deleting 1% of the links. For each: wall time, peak
-//! memory, rows written, texts sent to the fake embedding server (50 ms a request) and graph
+//! of five more, the steady state of a schedule), a run after editing 1% of the names, and a run
+//! after deleting 1% of the links. For each: wall time, peak memory, rows written, texts sent to the fake embedding server (50 ms a request) and graph
 //! writes, and what the run asked of Grist (requests, bytes, rows read by id through the change
 //! feed); plus plain downloads of the same tables' CSVs from the same server, so a no-op run can
 //! be read as a ratio to the cost of reading the source. Then the bookkeeping's bytes per data
