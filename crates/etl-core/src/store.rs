@@ -275,6 +275,15 @@ pub trait Store: StoreReads + Send + Sync {
         Ok(())
     }
 
+    /// Called once every step of a run has ended, whatever their outcomes (never by `etl
+    /// plan`), with the steps that processed keys and how many each processed or failed: the
+    /// store's upkeep that has to wait until no step of the run holds a transaction, such as
+    /// clearing the rows the run left dead. It changes no row a step reads; an error here is
+    /// logged and leaves the run's outcome as it was.
+    async fn after_run(&self, _processed: &[(&StepDef, u64)]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Settles every pending key of `step` without reading it, for a transform that said it
     /// produces nothing ([`crate::step::Transform::produces_nothing`]), in one transaction:
     /// the keys no key-covering input holds any more are forgotten, the rest recorded as

@@ -140,6 +140,7 @@ impl Runner {
             .execute_steps(&selected, opts, false, run_id)
             .instrument(span)
             .await;
+        self.after_run(&report).await;
         if let Some(id) = run_id {
             let outcome = RunOutcome::of(&report);
             if let Err(e) = self
@@ -151,6 +152,26 @@ impl Runner {
             }
         }
         Ok(report)
+    }
+
+    /// The store's upkeep once no step of the run is open (see [`Store::after_run`]): never
+    /// a reason for the run to fail.
+    async fn after_run(&self, report: &RunReport) {
+        let processed: Vec<(&StepDef, u64)> = report
+            .steps
+            .iter()
+            .filter(|s| s.kind != StepKind::Extract && s.keys_processed + s.keys_failed > 0)
+            .filter_map(|s| {
+                let step = self.pipeline.step(&s.step)?;
+                Some((step, s.keys_processed + s.keys_failed))
+            })
+            .collect();
+        if processed.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.after_run(&processed).await {
+            tracing::warn!(error = %e, "the store's upkeep after the run failed; the run's outcome stands");
+        }
     }
 
     async fn execute_steps(

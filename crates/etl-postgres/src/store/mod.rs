@@ -15,6 +15,7 @@
 //! | `runs` | run records, memos and `etl status` |
 //! | `settle` | settling the pending keys of a step that produces nothing, unread |
 //! | `tombstones` | pruning deleted rows' metadata once every reader has seen it |
+//! | `vacuum` | vacuuming the key tables a run rewrote, once its steps have ended |
 
 mod capture;
 mod first_capture;
@@ -23,6 +24,7 @@ mod runs;
 mod settle;
 mod sql;
 mod tombstones;
+mod vacuum;
 mod writes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -280,6 +282,15 @@ impl Store for PgStore {
                 .execute(&self.pool)
                 .await
                 .map_err(|e| db(format!("sampling the key table of step `{}`", step.name), e))?;
+        }
+        Ok(())
+    }
+
+    async fn after_run(&self, processed: &[(&StepDef, u64)]) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let vacuumed = vacuum::vacuum_rewritten(&self.pool, processed).await?;
+        if !vacuumed.is_empty() {
+            tracing::debug!(tables = vacuumed.len(), elapsed = ?started.elapsed(), "vacuumed the key tables the run rewrote");
         }
         Ok(())
     }

@@ -69,6 +69,16 @@ impl Harness {
         self.run_with(options()).await
     }
 
+    /// A run of the pipeline `text` configures, instead of the harness's own.
+    pub async fn run_config(&self, text: &str) -> RunReport {
+        let pipeline = Arc::new(self.pipeline_from(text));
+        self.store.prepare(&pipeline).await.unwrap();
+        Runner::new(self.store.clone(), pipeline)
+            .run(&options())
+            .await
+            .unwrap()
+    }
+
     pub async fn plan(&self) -> RunReport {
         let pipeline = Arc::new(self.pipeline());
         self.store.prepare(&pipeline).await.unwrap();

@@ -8,7 +8,7 @@ use etl_core::Runner;
 use etl_testkit::steps::text_row;
 
 use crate::harness::{options, pkey, step, Harness};
-use crate::pipeline_under_test::{node, CONFIG};
+use crate::pipeline_under_test::{node, seed, CONFIG};
 
 #[tokio::test]
 async fn one_to_many_outputs_follow_deletes_in_either_input() {
@@ -314,4 +314,48 @@ fn interest_keys() -> Vec<etl_core::Key> {
         .into_iter()
         .map(|id| pkey(id, "interest"))
         .collect()
+}
+
+/// When the engine's test database last vacuumed `etl.keys__shape` (by hand, not autovacuum).
+async fn shape_keys_vacuumed_at(h: &Harness) -> Option<String> {
+    h.db.text(
+        "SELECT last_vacuum::text FROM pg_stat_user_tables WHERE schemaname = 'etl' AND relname = 'keys__shape'",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_no_op_after_a_first_capture_visited_every_old_key_row_until_the_run_vacuumed_them() {
+    let h = Harness::new().await;
+    seed(&h.source, 12_000);
+    // Batches of thousands, as a real step's: the harness's batches of two would take minutes.
+    let config = CONFIG
+        .replace("batch_size = 2", "batch_size = 4000")
+        .replace("batch_size = 3", "batch_size = 4000");
+    let r = h.run_config(&config).await;
+    assert!(!r.any_failed(), "{r}");
+    assert!(step(&r, "shape").keys_processed >= 12_000);
+    // Rewriting every key left an old row per key; the run vacuumed them once its steps ended.
+    assert!(shape_keys_vacuumed_at(&h).await.is_some());
+    let dead = "SELECT n_dead_tup FROM pg_stat_user_tables WHERE schemaname = 'etl' AND relname = 'keys__shape'";
+    assert_eq!(h.count(dead).await, 0);
+    // So the next run counts its pending keys without visiting a row.
+    let plan: serde_json::Value = sqlx::query_scalar(
+        "EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM etl.keys__shape WHERE pending",
+    )
+    .fetch_one(&mut h.db.connect().await)
+    .await
+    .unwrap();
+    let fetches = plan[0]["Plan"]["Plans"][0]["Heap Fetches"].as_i64();
+    assert_eq!(fetches, Some(0), "{plan}");
+
+    // A run that rewrites a few keys leaves them to autovacuum: a vacuum reads the table's
+    // indexes whole, which would cost more than the few rows save.
+    let before = shape_keys_vacuumed_at(&h).await;
+    h.source
+        .edit("src_nodes", |rows| rows[0].set("name", "renamed"));
+    let r = h.run_config(&config).await;
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(step(&r, "shape").keys_processed, 1);
+    assert_eq!(shape_keys_vacuumed_at(&h).await, before);
 }
