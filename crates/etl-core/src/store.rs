@@ -87,6 +87,13 @@ pub struct Commit {
     pub failed: Vec<(Key, String)>,
 }
 
+/// A step of a run and the keys it processed or failed, for [`Store::after_run`].
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessedKeys<'a> {
+    pub step: &'a StepDef,
+    pub keys: u64,
+}
+
 /// What [`Store::capture`] found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capture {
@@ -275,12 +282,13 @@ pub trait Store: StoreReads + Send + Sync {
         Ok(())
     }
 
-    /// Called once every step of a run has ended, whatever their outcomes (never by `etl
-    /// plan`), with the steps that processed keys and how many each processed or failed: the
-    /// store's upkeep that has to wait until no step of the run holds a transaction, such as
-    /// clearing the rows the run left dead. It changes no row a step reads; an error here is
-    /// logged and leaves the run's outcome as it was.
-    async fn after_run(&self, _processed: &[(&StepDef, u64)]) -> Result<(), StoreError> {
+    /// Called once every step of a run has ended, whatever their outcomes, when at least one
+    /// step processed keys (never by `etl plan`, nor after the run was asked to stop), with
+    /// those steps and how many keys each processed or failed: the store's upkeep that has to
+    /// wait until no step of the run holds a transaction, such as clearing the rows the run
+    /// left dead. It changes no row a step reads; an error here is logged and leaves the run's
+    /// outcome as it was.
+    async fn after_run(&self, _processed: &[ProcessedKeys<'_>]) -> Result<(), StoreError> {
         Ok(())
     }
 

@@ -48,7 +48,7 @@ use crate::history::{Invocation, RunOutcome};
 use crate::report::{RunReport, StepReport, StepRunStatus};
 use crate::retry::{retry, RetryPolicy};
 use crate::step::{StepContext, StepError, StepImpl};
-use crate::store::{Outcome, Store};
+use crate::store::{Outcome, ProcessedKeys, Store};
 
 /// How a run behaves.
 #[derive(Debug, Clone, Default)]
@@ -138,9 +138,11 @@ impl Runner {
         let span = tracing::info_span!("run", id = run_id.unwrap_or_default());
         let report = self
             .execute_steps(&selected, opts, false, run_id)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
-        self.after_run(&report).await;
+        if !opts.stop.requested() {
+            self.after_run(&report).instrument(span).await;
+        }
         if let Some(id) = run_id {
             let outcome = RunOutcome::of(&report);
             if let Err(e) = self
@@ -157,20 +159,21 @@ impl Runner {
     /// The store's upkeep once no step of the run is open (see [`Store::after_run`]): never
     /// a reason for the run to fail.
     async fn after_run(&self, report: &RunReport) {
-        let processed: Vec<(&StepDef, u64)> = report
-            .steps
-            .iter()
+        let processed: Vec<ProcessedKeys> = (report.steps.iter())
             .filter(|s| s.kind != StepKind::Extract && s.keys_processed + s.keys_failed > 0)
             .filter_map(|s| {
                 let step = self.pipeline.step(&s.step)?;
-                Some((step, s.keys_processed + s.keys_failed))
+                Some(ProcessedKeys {
+                    step,
+                    keys: s.keys_processed + s.keys_failed,
+                })
             })
             .collect();
         if processed.is_empty() {
             return;
         }
         if let Err(e) = self.store.after_run(&processed).await {
-            tracing::warn!(error = %e, "the store's upkeep after the run failed; the run's outcome stands");
+            tracing::warn!(error = %e, "the store's upkeep after the run failed (autovacuum does it later); the run's outcome stands");
         }
     }
 

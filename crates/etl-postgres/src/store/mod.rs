@@ -40,7 +40,8 @@ use etl_core::history::{Invocation, RunOutcome};
 use etl_core::report::StepReport;
 use etl_core::step::InputBatch;
 use etl_core::store::{
-    Capture, Commit, Outcome, PlanCounts, StepLock, StepStatus, Store, StoreError, TargetDeletes,
+    Capture, Commit, Outcome, PlanCounts, ProcessedKeys, StepLock, StepStatus, Store, StoreError,
+    TargetDeletes,
 };
 use etl_core::{Key, Pipeline, StepDef, StepKind, TableDef};
 
@@ -286,11 +287,11 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn after_run(&self, processed: &[(&StepDef, u64)]) -> Result<(), StoreError> {
+    async fn after_run(&self, processed: &[ProcessedKeys<'_>]) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        let vacuumed = vacuum::vacuum_rewritten(&self.pool, processed).await?;
-        if !vacuumed.is_empty() {
-            tracing::debug!(tables = vacuumed.len(), elapsed = ?started.elapsed(), "vacuumed the key tables the run rewrote");
+        let asked = vacuum::vacuum_rewritten(&self.pool, processed).await?;
+        if !asked.is_empty() {
+            tracing::debug!(tables = asked.len(), elapsed = ?started.elapsed(), "asked Postgres to vacuum the key tables the run rewrote");
         }
         Ok(())
     }
