@@ -17,7 +17,8 @@ use crate::step::{ErrorClass, StepContext, StepError, StepImpl};
 use crate::store::{Commit, Store};
 use crate::value::Key;
 
-use super::{DriftCheck, RunOptions, Runner, DRIFT_REPAIRED, KEYS_SETTLED_UNREAD};
+use super::drift::{DriftCheck, DRIFT_REPAIRED};
+use super::{RunOptions, Runner, KEYS_SETTLED_UNREAD};
 
 impl Runner {
     pub(super) async fn run_transform(

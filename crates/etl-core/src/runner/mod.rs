@@ -18,6 +18,7 @@
 //! | this one | the run: steps in dependency order, each under its lock, with its report |
 //! | `snapshot` | an extract's run: its snapshot diffed batch by batch, deletions at the end |
 //! | `batches` | a transform's run: captured keys processed in batches, split on data errors |
+//! | `drift` | the transforms' drift checks, started alongside the run's first steps |
 //! | `plan` | `etl plan` for a transform: its counts and the cost it estimates |
 //! | `queued` | a transform's batches shared through the work queue; a worker's loop |
 //! | `stop` | the stop signal: steps finish their batch in flight and start nothing more |
@@ -26,11 +27,14 @@
 //! begins, each step's report as the step ends, its outcome at the end.
 
 mod batches;
+mod drift;
 mod plan;
 mod queued;
 mod snapshot;
 mod stop;
 
+use drift::DriftCheck;
+pub use drift::DRIFT_REPAIRED;
 pub use queued::QueueOptions;
 pub use snapshot::SnapshotWriter;
 pub use stop::{Stop, StopHandle};
@@ -47,7 +51,7 @@ use crate::dag::{Pipeline, Selection, StepDef, StepKind};
 use crate::history::{Invocation, RunOutcome};
 use crate::report::{RunReport, StepReport, StepRunStatus};
 use crate::retry::{retry, RetryPolicy};
-use crate::step::{StepContext, StepError, StepImpl};
+use crate::step::{StepContext, StepImpl};
 use crate::store::{Outcome, ProcessedKeys, Store};
 
 /// How a run behaves.
@@ -160,13 +164,11 @@ impl Runner {
     /// a reason for the run to fail.
     async fn after_run(&self, report: &RunReport) {
         let processed: Vec<ProcessedKeys> = (report.steps.iter())
-            .filter(|s| s.kind != StepKind::Extract && s.keys_processed + s.keys_failed > 0)
+            .filter(|s| s.kind != StepKind::Extract)
             .filter_map(|s| {
-                let step = self.pipeline.step(&s.step)?;
-                Some(ProcessedKeys {
-                    step,
-                    keys: s.keys_processed + s.keys_failed,
-                })
+                let keys = s.keys_processed + s.keys_failed;
+                let step = self.pipeline.step(&s.step).filter(|_| keys > 0)?;
+                Some(ProcessedKeys { step, keys })
             })
             .collect();
         if processed.is_empty() {
@@ -346,40 +348,6 @@ impl Runner {
         }))
     }
 
-    /// Starts the drift checks of the selected transforms at once, alongside the run's first
-    /// steps: a check looks at the step's outside state and its own bookkeeping, not at its
-    /// inputs, so it need not wait for upstream steps. Not when the run waits for locks (another
-    /// run may be writing that state) or reprocesses everything anyway.
-    fn start_drift_checks(
-        &self,
-        selected: &[usize],
-        contexts: &HashMap<usize, StepContext>,
-        opts: &RunOptions,
-        dry_run: bool,
-    ) -> HashMap<usize, DriftCheck> {
-        if dry_run || opts.wait_for_locks || opts.full_refresh {
-            return HashMap::new();
-        }
-        let mut checks = HashMap::new();
-        for &i in selected {
-            let step = &self.pipeline.steps[i];
-            let StepImpl::Transform(transform) = &step.implementation else {
-                continue;
-            };
-            if step.skipped.is_some() {
-                continue;
-            }
-            let transform = transform.clone();
-            let ctx = contexts[&i].clone();
-            let span = tracing::info_span!("drift_check", step = %step.name);
-            checks.insert(
-                i,
-                tokio::spawn(async move { transform.drifted(&ctx).await }.instrument(span)),
-            );
-        }
-        checks
-    }
-
     async fn run_step(
         &self,
         i: usize,
@@ -496,13 +464,6 @@ impl Runner {
     }
 }
 
-/// The counter a step's report carries when its drift check found drift and every key was
-/// reprocessed.
-pub const DRIFT_REPAIRED: &str = "drift_repaired";
-
 /// The counter of the keys a step that produces nothing settled without reading them (see
 /// [`crate::step::Transform::produces_nothing`]).
 pub const KEYS_SETTLED_UNREAD: &str = "keys_settled_unread";
-
-/// A drift check started early (see [`Runner::start_drift_checks`]).
-type DriftCheck = tokio::task::JoinHandle<Result<bool, StepError>>;

@@ -43,6 +43,7 @@ pub(super) async fn vacuum_rewritten(
     pool: &PgPool,
     processed: &[ProcessedKeys<'_>],
 ) -> Result<Vec<String>, StoreError> {
+    // Below MIN_KEYS no size makes a table worth it: no query for those.
     let candidates: Vec<(String, u64)> = processed
         .iter()
         .filter(|p| p.keys >= MIN_KEYS)

@@ -59,10 +59,7 @@ impl Harness {
     }
 
     pub async fn run_with(&self, opts: RunOptions) -> RunReport {
-        let pipeline = Arc::new(self.pipeline());
-        self.store.prepare(&pipeline).await.unwrap();
-        let runner = Runner::new(self.store.clone(), pipeline);
-        runner.run(&opts).await.unwrap()
+        self.run_pipeline(self.pipeline(), &opts).await
     }
 
     pub async fn run(&self) -> RunReport {
@@ -71,10 +68,15 @@ impl Harness {
 
     /// A run of the pipeline `text` configures, instead of the harness's own.
     pub async fn run_config(&self, text: &str) -> RunReport {
-        let pipeline = Arc::new(self.pipeline_from(text));
+        self.run_pipeline(self.pipeline_from(text), &options())
+            .await
+    }
+
+    async fn run_pipeline(&self, pipeline: Pipeline, opts: &RunOptions) -> RunReport {
+        let pipeline = Arc::new(pipeline);
         self.store.prepare(&pipeline).await.unwrap();
         Runner::new(self.store.clone(), pipeline)
-            .run(&options())
+            .run(opts)
             .await
             .unwrap()
     }
