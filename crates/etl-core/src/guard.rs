@@ -28,6 +28,32 @@ pub fn within(deleting: u64, live: u64, fraction: f64) -> bool {
     deleting == 0 || deleting <= (fraction * live as f64).floor() as u64
 }
 
+/// The fewest live rows that let `deleting` of them go within `fraction`: a store counts live
+/// rows only up to this ([`crate::store::Store::count_live_to`]), since any more decide nothing.
+/// A count that stops short of it is the whole count, so a refusal still names the real size.
+/// `u64::MAX` when no size would do (a fraction of 0): the store then counts everything.
+pub fn live_needed(deleting: u64, fraction: f64) -> u64 {
+    if deleting == 0 {
+        return 0;
+    }
+    if fraction.is_nan() || fraction <= 0.0 {
+        return u64::MAX;
+    }
+    let estimate = (deleting as f64 / fraction).ceil();
+    if estimate >= u64::MAX as f64 {
+        return u64::MAX;
+    }
+    // The float estimate is within a row or two of the answer; `within` decides exactly.
+    let mut live = estimate as u64;
+    while !within(deleting, live, fraction) {
+        live += 1;
+    }
+    while live > 0 && within(deleting, live - 1, fraction) {
+        live -= 1;
+    }
+    live
+}
+
 fn refusal(step: &StepDef, target: &str, deleting: u64, live: u64, why: &str) -> StepError {
     let pct = if live == 0 {
         100.0
@@ -132,5 +158,33 @@ mod tests {
         assert!(!within(1, 1, 0.5));
         assert!(within(1, 1, 1.0));
         assert!(!within(1, 0, 1.0));
+    }
+
+    #[test]
+    fn no_size_lets_a_fraction_of_zero_delete() {
+        assert_eq!(live_needed(0, 0.0), 0);
+        assert_eq!(live_needed(1, 0.0), u64::MAX);
+        assert_eq!(live_needed(5, 0.5), 10);
+        assert_eq!(live_needed(1, 1.0), 1);
+    }
+
+    proptest::proptest! {
+        /// Counting up to `live_needed` decides as the whole count would, for any size.
+        #[test]
+        fn counting_up_to_the_needed_size_decides_as_counting_everything(
+            deleting in 0u64..10_000_000,
+            live in 0u64..100_000_000,
+            fraction in 0.0001f64..=1.0,
+        ) {
+            let needed = live_needed(deleting, fraction);
+            proptest::prop_assert!(within(deleting, needed, fraction));
+            if needed > 0 {
+                proptest::prop_assert!(!within(deleting, needed - 1, fraction));
+            }
+            proptest::prop_assert_eq!(
+                within(deleting, live.min(needed), fraction),
+                within(deleting, live, fraction)
+            );
+        }
     }
 }

@@ -109,7 +109,8 @@ pub struct Capture {
 pub struct TargetDeletes {
     /// An output table (`` table `nodes` ``), or a sink's outside target ("the graph's nodes").
     pub target: String,
-    /// Rows (or items) there now.
+    /// Rows (or items) there now, counted only as far as the guard needs to let `deleting` go
+    /// ([`crate::guard::live_needed`]): below that, the whole count.
     pub live: u64,
     /// Of those, the ones the vanished keys produced.
     pub deleting: u64,
@@ -269,6 +270,13 @@ pub trait Store: StoreReads + Send + Sync {
     ) -> Result<(u64, Vec<Key>), StoreError>;
 
     async fn count_live(&self, table: &TableDef) -> Result<u64, StoreError>;
+
+    /// The live rows of `table`, counted no further than `enough`: `min(live, enough)`. The
+    /// mass-delete guard asks for no more than decides ([`crate::guard::live_needed`]), so a run
+    /// deleting a few rows of a large table reads a few rows to count, not the table.
+    async fn count_live_to(&self, table: &TableDef, enough: u64) -> Result<u64, StoreError> {
+        Ok(self.count_live(table).await?.min(enough))
+    }
 
     /// Applies a batch. For a transform step, also records its keys (see [`Commit`]).
     async fn commit(&self, step: &StepDef, commit: Commit) -> Result<(), StoreError>;

@@ -93,8 +93,9 @@ pub async fn count_by_producer(
     Ok(total)
 }
 
-/// The keys a step processed successfully and still holds (a sink's items outside), and how
-/// many of `keys` are among them.
+/// The keys a step processed successfully and still holds (a sink's items outside), counted
+/// only as far as the step's mass-delete limit needs ([`etl_core::guard::live_needed`]), and
+/// how many of `keys` are among them.
 pub async fn held_keys(
     pool: &PgPool,
     step: &StepDef,
@@ -102,12 +103,30 @@ pub async fn held_keys(
 ) -> Result<(u64, u64), StoreError> {
     let table = keys_table(&step.name);
     let what = || format!("counting the keys of step `{}`", step.name);
-    let held: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM {table} WHERE is_success IS TRUE"
-    ))
-    .fetch_one(pool)
-    .await
+    let among = held_among(pool, step, keys).await?;
+    let enough = etl_core::guard::live_needed(among, step.max_delete_fraction);
+    let held: i64 = if enough == u64::MAX {
+        sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {table} WHERE is_success IS TRUE"
+        ))
+        .fetch_one(pool)
+        .await
+    } else {
+        sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {table} WHERE is_success IS TRUE LIMIT $1) AS held"
+        ))
+        .bind(enough.min(i64::MAX as u64) as i64)
+        .fetch_one(pool)
+        .await
+    }
     .map_err(|e| db(what(), e))?;
+    Ok((held as u64, among))
+}
+
+/// How many of `keys` step `step` processed successfully and still holds.
+async fn held_among(pool: &PgPool, step: &StepDef, keys: &[Key]) -> Result<u64, StoreError> {
+    let table = keys_table(&step.name);
+    let what = || format!("counting the keys of step `{}`", step.name);
     let width = step.key.len();
     let mut among = 0u64;
     for chunk in keys.chunks(CHUNK) {
@@ -138,5 +157,5 @@ pub async fn held_keys(
         }
         among += q.fetch_one(pool).await.map_err(|e| db(what(), e))? as u64;
     }
-    Ok((held as u64, among))
+    Ok(among)
 }

@@ -221,7 +221,8 @@ impl PgStore {
             let live = if deleting == 0 {
                 0
             } else {
-                self.count_live(def).await?
+                let enough = etl_core::guard::live_needed(deleting, step.max_delete_fraction);
+                self.count_live_to(def, enough).await?
             };
             out.push(TargetDeletes {
                 target: format!("table `{table}`"),

@@ -1,4 +1,5 @@
-//! Failures: failing keys are recorded while the rest finish, the mass-delete guard, a source
+//! Failures: failing keys are recorded while the rest finish, the mass-delete guard and its
+//! bounded counts, a source
 //! failing part way deletes nothing, and transient failures are retried before they count.
 
 use etl_core::report::StepRunStatus;
@@ -176,4 +177,35 @@ async fn transient_failures_are_retried_before_they_count() {
             .await,
         1
     );
+}
+
+/// The guard's counts stop where they decide (`Store::count_live_to`): a change feed removing
+/// 1% of a 2,000,000-row table used to count all of its live rows, over a second a table at L.
+/// The count must stop exactly at the bound and never count a tombstone.
+#[tokio::test]
+async fn counting_live_rows_up_to_what_the_guard_needs_stops_there_and_skips_tombstones() {
+    let h = Harness::new().await;
+    h.run().await;
+    let def = h.pipeline().tables["src_nodes"].clone();
+    let live = h.store.count_live(&def).await.unwrap();
+    assert_eq!(live, 13);
+    for (enough, counted) in [(0, 0), (1, 1), (5, 5), (13, 13), (14, 13), (1000, 13)] {
+        assert_eq!(
+            h.store.count_live_to(&def, enough).await.unwrap(),
+            counted,
+            "counted up to {enough}"
+        );
+    }
+    assert_eq!(h.store.count_live_to(&def, u64::MAX).await.unwrap(), 13);
+    // Tombstones are not live: 9 rows removed (allowed), 4 left, however far it may count.
+    h.source.edit("src_nodes", |rows| rows.truncate(4));
+    let r = h
+        .run_with(RunOptions {
+            allow_mass_delete: true,
+            ..options()
+        })
+        .await;
+    assert!(!r.any_failed(), "{r}");
+    assert_eq!(h.store.count_live_to(&def, 5).await.unwrap(), 4);
+    assert_eq!(h.store.count_live_to(&def, 3).await.unwrap(), 3);
 }
