@@ -1,6 +1,6 @@
 //! Failures: failing keys are recorded while the rest finish, the mass-delete guard and its
-//! bounded counts, a source
-//! failing part way deletes nothing, and transient failures are retried before they count.
+//! bounded counts, a source failing part way deletes nothing, and transient failures are
+//! retried before they count.
 
 use etl_core::report::StepRunStatus;
 use etl_core::store::Store;
