@@ -5,7 +5,8 @@
 //! Random sequences (seeded, so a failure can be replayed) of the edits users make: cells
 //! updated, rows added and removed, node ids changed, formula cells that follow another cell,
 //! columns renamed, the data model and the test set edited, and the server's history cut short.
-//! Also: a no-op asks one question per doc and nothing else.
+//! Also: a no-op asks one question per doc and nothing else, and the deletes of a delta go
+//! through the mass-delete guard.
 
 mod support;
 
@@ -456,4 +457,64 @@ async fn a_link_row_copying_another_leaves_the_first_rows_edge() {
     assert_eq!(r.code, Some(0), "{r}");
     assert_eq!(since().await, 2018, "{r}");
     assert_eq!(r.written("grist_edges"), (0, 0, 0), "{r}");
+}
+
+/// The change feed's deletes go through the mass-delete guard, which now counts the table only
+/// as far as it decides: a refusal must still name the table's real size, and delete nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_most_links_in_grist_is_refused_naming_the_real_size_of_the_table() {
+    let s = Setup::demo().await;
+    let args = step_args(&[]);
+    assert_eq!(s.etl(&args, &[]).await.code, Some(0));
+    let before = s.count("SELECT count(*) FROM grist_edges").await;
+    for id in ids(&s, "Link_person_likes_interest") {
+        s.docs()
+            .delete_record(DATA, "Link_person_likes_interest", id)
+            .unwrap();
+    }
+
+    s.docs().reset_requests();
+    let r = s.etl(&args, &[]).await;
+    assert_eq!(r.code, Some(2), "{r}");
+    // The deletes came from the delta: the graph's doc was compared, the link table not read.
+    let paths: Vec<String> = s.docs().requests().iter().map(|q| q.path.clone()).collect();
+    assert!(
+        paths.contains(&"/api/docs/demo-data/compare".to_string()),
+        "{paths:#?}"
+    );
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.contains("Link_person_likes_interest")),
+        "{paths:#?}"
+    );
+    let out = format!("{}{}", r.stdout, r.stderr);
+    let at = out
+        .find("refusing to delete ")
+        .unwrap_or_else(|| panic!("no refusal: {r}"));
+    let words: Vec<&str> = out[at..].split_whitespace().collect();
+    // "refusing to delete N of the M rows of table `grist_edges` ..."
+    let deleting: i64 = words[3].parse().unwrap();
+    assert_eq!(
+        &words[4..10],
+        ["of", "the", &before.to_string(), "rows", "of", "table"],
+        "{r}"
+    );
+    assert!(words[10].starts_with("`grist_edges`"), "{r}");
+    assert!(deleting * 2 > before, "{deleting} of {before}: {r}");
+    assert_eq!(
+        s.count("SELECT count(*) FROM grist_edges").await,
+        before,
+        "nothing deleted: {r}"
+    );
+
+    // Allowed, they go (read in full: the refused run had forgotten the extract's memo before
+    // it would have written).
+    let r = s.etl(&step_args(&["--allow-mass-delete"]), &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(r.written("grist_edges").2 as i64, deleting, "{r}");
+    assert_eq!(
+        s.count("SELECT count(*) FROM grist_edges").await,
+        before - deleting
+    );
 }

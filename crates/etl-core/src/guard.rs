@@ -43,7 +43,8 @@ pub fn live_needed(deleting: u64, fraction: f64) -> u64 {
     if estimate >= u64::MAX as f64 {
         return u64::MAX;
     }
-    // The float estimate is within a row or two of the answer; `within` decides exactly.
+    // The float estimate is close to the answer (a row or two below 2^53 rows); `within`
+    // decides exactly.
     let mut live = estimate as u64;
     while !within(deleting, live, fraction) {
         live += 1;

@@ -270,16 +270,18 @@ impl SnapshotWriter {
                     continue;
                 }
                 // Counted only as far as the limit needs: 1% of a 2,000,000-row table's rows
-                // removed in Grist no longer reads the whole table to count it.
-                let enough = if allow_mass_delete {
+                // removed in Grist no longer reads the whole table to count it. A run allowed
+                // to delete anything does not count at all.
+                let live = if allow_mass_delete {
                     0
                 } else {
-                    crate::guard::live_needed(gone.len() as u64, self.step.max_delete_fraction)
+                    let enough =
+                        crate::guard::live_needed(gone.len() as u64, self.step.max_delete_fraction);
+                    retry(&self.retry, "count stored rows", || {
+                        self.store.count_live_to(&def, enough)
+                    })
+                    .await?
                 };
-                let live = retry(&self.retry, "count stored rows", || {
-                    self.store.count_live_to(&def, enough)
-                })
-                .await?;
                 (live, gone)
             } else {
                 // One pass over the stored keys, counting first, so that the guard decides
@@ -295,8 +297,10 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// Deletes `gone` from `table` (of `live` rows), unless that is more than the step's
-    /// `max_delete_fraction` and the run does not allow it.
+    /// Deletes `gone` from `table`, unless that is more than the step's `max_delete_fraction`
+    /// of its `live` rows and the run does not allow it. `live` may be counted only as far as
+    /// that decides ([`crate::guard::live_needed`]; nothing when the run allows it), so it is
+    /// the table's size only when the run refuses.
     async fn delete(
         &mut self,
         table: &str,
@@ -305,7 +309,7 @@ impl SnapshotWriter {
         allow_mass_delete: bool,
     ) -> Result<(), StepError> {
         let missing = gone.len() as u64;
-        tracing::debug!(table, live, missing, "rows to delete");
+        tracing::debug!(table, missing, "rows to delete");
         if missing == 0 {
             return Ok(());
         }
