@@ -101,26 +101,42 @@ pub async fn held_keys(
     step: &StepDef,
     keys: &[Key],
 ) -> Result<(u64, u64), StoreError> {
-    let table = keys_table(&step.name);
-    let what = || format!("counting the keys of step `{}`", step.name);
     let among = held_among(pool, step, keys).await?;
     let enough = etl_core::guard::live_needed(among, step.max_delete_fraction);
-    let held: i64 = if enough == u64::MAX {
-        sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM {table} WHERE is_success IS TRUE"
-        ))
-        .fetch_one(pool)
-        .await
+    let held = count_to(
+        pool,
+        &keys_table(&step.name),
+        "is_success IS TRUE",
+        enough,
+        &format!("counting the keys of step `{}`", step.name),
+    )
+    .await?;
+    Ok((held, among))
+}
+
+/// The rows of `table` (qualified and quoted) matching `filter`, counted no further than
+/// `enough` (`u64::MAX`: all of them): the scan stops at the `enough`-th row it finds.
+pub(crate) async fn count_to(
+    pool: &PgPool,
+    table: &str,
+    filter: &str,
+    enough: u64,
+    what: &str,
+) -> Result<u64, StoreError> {
+    let n: i64 = if enough == u64::MAX {
+        let sql = format!("SELECT count(*) FROM {table} WHERE {filter}");
+        sqlx::query_scalar(&sql).fetch_one(pool).await
     } else {
-        sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM (SELECT 1 FROM {table} WHERE is_success IS TRUE LIMIT $1) AS held"
-        ))
-        .bind(enough.min(i64::MAX as u64) as i64)
-        .fetch_one(pool)
-        .await
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {filter} LIMIT $1) AS counted"
+        );
+        sqlx::query_scalar(&sql)
+            .bind(enough.min(i64::MAX as u64) as i64)
+            .fetch_one(pool)
+            .await
     }
-    .map_err(|e| db(what(), e))?;
-    Ok((held as u64, among))
+    .map_err(|e| db(what, e))?;
+    Ok(n as u64)
 }
 
 /// How many of `keys` step `step` processed successfully and still holds.

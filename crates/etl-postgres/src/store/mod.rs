@@ -193,30 +193,18 @@ impl Store for PgStore {
     }
 
     async fn count_live(&self, table: &TableDef) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM {} WHERE delete_ts IS NULL",
-            meta_table(&table.name)
-        ))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| db(format!("counting rows of `{}`", table.name), e))?;
-        Ok(n as u64)
+        self.count_live_to(table, u64::MAX).await
     }
 
     async fn count_live_to(&self, table: &TableDef, enough: u64) -> Result<u64, StoreError> {
-        if enough == u64::MAX {
-            return self.count_live(table).await;
-        }
-        // The scan stops at the `enough`-th live row (in whatever order it finds them).
-        let n: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM (SELECT 1 FROM {} WHERE delete_ts IS NULL LIMIT $1) AS live",
-            meta_table(&table.name)
-        ))
-        .bind(enough.min(i64::MAX as u64) as i64)
-        .fetch_one(&self.pool)
+        crate::deletions::count_to(
+            &self.pool,
+            &meta_table(&table.name),
+            "delete_ts IS NULL",
+            enough,
+            &format!("counting rows of `{}`", table.name),
+        )
         .await
-        .map_err(|e| db(format!("counting rows of `{}`", table.name), e))?;
-        Ok(n as u64)
     }
 
     async fn commit(&self, step: &StepDef, commit: Commit) -> Result<(), StoreError> {

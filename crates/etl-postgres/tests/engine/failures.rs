@@ -4,10 +4,9 @@
 
 use etl_core::report::StepRunStatus;
 use etl_core::store::Store;
-use etl_core::RunOptions;
 use etl_testkit::steps::ReadFailure;
 
-use crate::harness::{options, pkey, step, Harness};
+use crate::harness::{pkey, step, Harness};
 
 #[tokio::test]
 async fn failing_keys_are_recorded_the_rest_finish_and_they_succeed_once_fixed() {
@@ -86,12 +85,7 @@ async fn the_mass_delete_guard_holds_unless_allowed() {
         StepRunStatus::Skipped(_)
     ));
 
-    let r = h
-        .run_with(RunOptions {
-            allow_mass_delete: true,
-            ..options()
-        })
-        .await;
+    let r = h.run_allowing_mass_delete().await;
     assert!(!r.any_failed(), "{r}");
     assert_eq!(h.count("SELECT count(*) FROM src_nodes").await, 4);
     assert_eq!(h.count("SELECT count(*) FROM nodes_out").await, 4);
@@ -199,12 +193,7 @@ async fn counting_live_rows_up_to_what_the_guard_needs_stops_there_and_skips_tom
     assert_eq!(h.store.count_live_to(&def, u64::MAX).await.unwrap(), 13);
     // Tombstones are not live: 9 rows removed (allowed), 4 left, however far it may count.
     h.source.edit("src_nodes", |rows| rows.truncate(4));
-    let r = h
-        .run_with(RunOptions {
-            allow_mass_delete: true,
-            ..options()
-        })
-        .await;
+    let r = h.run_allowing_mass_delete().await;
     assert!(!r.any_failed(), "{r}");
     assert_eq!(h.store.count_live_to(&def, 5).await.unwrap(), 4);
     assert_eq!(h.store.count_live_to(&def, 3).await.unwrap(), 3);

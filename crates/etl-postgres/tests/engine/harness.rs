@@ -62,6 +62,15 @@ impl Harness {
         self.run_pipeline(self.pipeline(), &opts).await
     }
 
+    /// A run that may delete any share of a target (`--allow-mass-delete`).
+    pub async fn run_allowing_mass_delete(&self) -> RunReport {
+        self.run_with(RunOptions {
+            allow_mass_delete: true,
+            ..options()
+        })
+        .await
+    }
+
     pub async fn run(&self) -> RunReport {
         self.run_with(options()).await
     }
