@@ -286,6 +286,14 @@ impl Table {
         self.records.iter().find(|r| r.id == id)
     }
 
+    /// [`Table::record`], to change.
+    pub fn record_mut(&mut self, id: i64) -> Option<&mut Record> {
+        match self.records.binary_search_by_key(&id, |r| r.id) {
+            Ok(i) => self.records.get_mut(i),
+            Err(_) => self.records.iter_mut().find(|r| r.id == id),
+        }
+    }
+
     /// The next free row id (max + 1).
     pub fn next_row_id(&self) -> i64 {
         self.records.iter().map(|r| r.id).max().unwrap_or(0) + 1

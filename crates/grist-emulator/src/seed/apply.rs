@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::columns::{add_column, remove_column, update_column};
 use super::display::{resolve_pending, set_display_formula};
 use super::payload::{bad, record_id, ColumnSpec};
-use super::records::{clear_references, insert_records, remove_one, update_one};
+use super::records::{clear_references, insert_records, remove_rows, update_one};
 use super::tables::add_table;
 use crate::error::EmulatorError;
 use crate::model::{object_fields, Column, Doc, Fields};
@@ -154,9 +154,7 @@ fn apply_action(doc: &mut Doc, action: &[Value]) -> Result<Value, EmulatorError>
                 _ => ids_of(arg(action, 2))?,
             };
             let table = doc.table_mut_or_err(table_id)?;
-            for id in &ids {
-                remove_one(table, *id)?;
-            }
+            remove_rows(table, &ids)?;
             clear_references(doc, table_id, &ids);
             Ok(Value::Null)
         }

@@ -1,6 +1,8 @@
 //! Records: adding them (fields in column order, blanks at their type's default), updating
 //! and removing them, with writes checked against the table's columns as Grist does.
 
+use std::collections::HashSet;
+
 use serde_json::{json, Value};
 
 use super::payload::{bad, list_of, record_id};
@@ -30,6 +32,8 @@ pub(super) fn insert_records(
     rows: Vec<Fields>,
 ) -> Result<Vec<i64>, EmulatorError> {
     let mut ids = Vec::new();
+    // Each new row takes max + 1: found once, not once per row (a scan of every row each).
+    let mut next_id = table.next_row_id();
     for given in rows {
         check_write(table, &given)?;
         let mut given = given;
@@ -44,7 +48,8 @@ pub(super) fn insert_records(
             fields.insert(col.id.clone(), value);
         }
         fields.extend(given);
-        let id = table.next_row_id();
+        let id = next_id;
+        next_id += 1;
         table.records.push(Record {
             id,
             fields,
@@ -58,15 +63,10 @@ pub(super) fn insert_records(
 pub(super) fn update_one(table: &mut Table, id: i64, fields: Fields) -> Result<(), EmulatorError> {
     check_write(table, &fields)?;
     let table_id = table.id.clone();
-    let rec =
-        table
-            .records
-            .iter_mut()
-            .find(|r| r.id == id)
-            .ok_or(EmulatorError::UnknownRecord {
-                table: table_id,
-                id,
-            })?;
+    let rec = table.record_mut(id).ok_or(EmulatorError::UnknownRecord {
+        table: table_id,
+        id,
+    })?;
     for (k, v) in fields {
         rec.errors.shift_remove(&k);
         rec.fields.insert(k, v);
@@ -74,15 +74,20 @@ pub(super) fn update_one(table: &mut Table, id: i64, fields: Fields) -> Result<(
     Ok(())
 }
 
-pub(super) fn remove_one(table: &mut Table, id: i64) -> Result<(), EmulatorError> {
-    let before = table.records.len();
-    table.records.retain(|r| r.id != id);
-    if before == table.records.len() {
-        return Err(EmulatorError::UnknownRecord {
-            table: table.id.clone(),
-            id,
-        });
+/// Removes the rows `ids` in one pass over the table, failing as removing them one at a time
+/// would: at the first id the table does not hold, or no longer holds (given twice).
+pub(super) fn remove_rows(table: &mut Table, ids: &[i64]) -> Result<(), EmulatorError> {
+    let held: HashSet<i64> = table.records.iter().map(|r| r.id).collect();
+    let mut gone = HashSet::with_capacity(ids.len());
+    for &id in ids {
+        if !held.contains(&id) || !gone.insert(id) {
+            return Err(EmulatorError::UnknownRecord {
+                table: table.id.clone(),
+                id,
+            });
+        }
     }
+    table.records.retain(|r| !gone.contains(&r.id));
     Ok(())
 }
 
@@ -93,6 +98,7 @@ pub(crate) fn clear_references(doc: &mut Doc, table_id: &str, removed: &[i64]) {
         return;
     }
     let (as_ref, as_list) = (format!("Ref:{table_id}"), format!("RefList:{table_id}"));
+    let removed: HashSet<i64> = removed.iter().copied().collect();
     let gone = |v: &Value| v.as_i64().is_some_and(|id| removed.contains(&id));
     for t in 0..doc.tables.len() {
         let columns: Vec<(String, bool)> = doc.tables[t]
@@ -161,9 +167,73 @@ pub fn delete_records(doc: &mut Doc, table_id: &str, body: &Value) -> Result<(),
         .iter()
         .map(|id| record_id(Some(id)))
         .collect::<Result<Vec<_>, _>>()?;
-    for id in &ids {
-        remove_one(table, *id)?;
-    }
+    remove_rows(table, &ids)?;
     clear_references(doc, table_id, &ids);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Column;
+
+    fn people(n: i64) -> Doc {
+        let mut doc = Doc::new("d");
+        let rows = (1..=n)
+            .map(|id| Record::new(id, json!({"Name": format!("p{id}")})).unwrap())
+            .collect();
+        doc.push_table(Table::new(
+            "People",
+            vec![Column::new("Name", "Text")],
+            rows,
+        ));
+        doc
+    }
+
+    fn left(doc: &Doc) -> Vec<i64> {
+        doc.table("People")
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    }
+
+    #[test]
+    fn removing_rows_in_one_pass_fails_at_an_id_removing_them_one_by_one_would() {
+        let mut doc = people(5);
+        delete_records(&mut doc, "People", &json!([4, 2])).unwrap();
+        assert_eq!(left(&doc), vec![1, 3, 5]);
+        for (body, unknown) in [(json!([1, 9]), 9), (json!([3, 3]), 3), (json!([2]), 2)] {
+            let mut copy = doc.clone();
+            match delete_records(&mut copy, "People", &body) {
+                Err(EmulatorError::UnknownRecord { id, .. }) => assert_eq!(id, unknown, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn rows_added_together_take_the_ids_after_the_last() {
+        let mut doc = people(3);
+        delete_records(&mut doc, "People", &json!([2])).unwrap();
+        let body = json!({"records": [{"fields": {"Name": "a"}}, {"fields": {"Name": "b"}}]});
+        assert_eq!(add_records(&mut doc, "People", &body).unwrap(), vec![4, 5]);
+        update_records(
+            &mut doc,
+            "People",
+            &json!({"records": [{"id": 5, "fields": {"Name": "c"}}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            doc.table("People").unwrap().record(5).unwrap().fields["Name"],
+            "c"
+        );
+        assert!(update_records(
+            &mut doc,
+            "People",
+            &json!({"records": [{"id": 2, "fields": {}}]})
+        )
+        .is_err());
+    }
 }

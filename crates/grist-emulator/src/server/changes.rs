@@ -18,7 +18,7 @@
 //! the table `mayBeIncomplete`. Grist counts per action, the emulator per comparison.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, RawQuery, State};
@@ -29,7 +29,7 @@ use super::answers::{emulator_error, error_answer, json_answer};
 use super::reads::records_out;
 use super::request::{query_pairs, query_param};
 use crate::docs::Docs;
-use crate::model::{default_for_type, Column, Doc, Fields, Table};
+use crate::model::{default_for_type, referenced_table, Column, Doc, Fields, Record, Table};
 
 /// Grist's cap on the rows a comparison details when `maxRows` is not given.
 const DEFAULT_MAX_ROWS: usize = 10;
@@ -106,13 +106,14 @@ struct Cells<'a> {
 }
 
 impl<'a> Cells<'a> {
-    fn of(doc: &'a Doc, table: &'a Table) -> Cells<'a> {
+    /// The cells of every row of `table`, or of the rows `only` names.
+    fn of(doc: &'a Doc, table: &'a Table, only: Option<&HashSet<i64>>) -> Cells<'a> {
         let computed = table
             .columns
             .iter()
             .any(|c| c.is_formula() || c.id.starts_with("gristHelper_") || c.id == "manualSort");
         let by_id = if computed {
-            records_out(doc, table, true, None)
+            records_out(doc, table, true, only)
                 .into_iter()
                 .map(|r| {
                     let mut fields = r.fields;
@@ -126,6 +127,7 @@ impl<'a> Cells<'a> {
             table
                 .records
                 .iter()
+                .filter(|r| only.is_none_or(|ids| ids.contains(&r.id)))
                 .map(|r| (r.id, Cow::Borrowed(&r.fields)))
                 .collect()
         };
@@ -248,6 +250,20 @@ fn rename_order(a: &(i64, [Value; 2]), b: &(i64, [Value; 2])) -> std::cmp::Order
 
 /// `rightChanges` from `left` to `right`.
 fn changes(left: &Doc, right: &Doc, max_rows: Option<usize>) -> Value {
+    changes_with(left, right, max_rows, Narrowing::ByStoredRecords)
+}
+
+/// Which rows of a changed table a comparison computes the cells of.
+#[derive(Clone, Copy, PartialEq)]
+enum Narrowing {
+    /// Only those [`rows_that_can_differ`] names, when it can tell.
+    ByStoredRecords,
+    /// All of them (what the narrowed comparison must always equal).
+    #[cfg(test)]
+    None,
+}
+
+fn changes_with(left: &Doc, right: &Doc, max_rows: Option<usize>, narrowing: Narrowing) -> Value {
     let mut deltas: BTreeMap<String, TableDelta> = BTreeMap::new();
     let mut table_renames: Vec<(i64, [Value; 2])> = Vec::new();
     let mut meta_tables = TableDelta::default();
@@ -337,7 +353,12 @@ fn changes(left: &Doc, right: &Doc, max_rows: Option<usize>) -> Value {
                     .any(|c| c.is_formula() || c.display_col() > 0)
         });
         if !unchanged_data {
-            row_deltas(left, lt_table, right, rt, &pairs, &mut d);
+            let only = match narrowing {
+                Narrowing::ByStoredRecords => rows_that_can_differ(left, lt_table, right, rt),
+                #[cfg(test)]
+                Narrowing::None => None,
+            };
+            row_deltas(left, lt_table, right, rt, &pairs, only.as_ref(), &mut d);
         }
         d.column_renames.sort_by(rename_order);
         if !d.is_empty() {
@@ -369,17 +390,18 @@ fn changes(left: &Doc, right: &Doc, max_rows: Option<usize>) -> Value {
 }
 
 /// The rows of `rt` (HEAD) against those of `lt` (the earlier state), over the columns both
-/// have (`pairs`: earlier column, HEAD column).
+/// have (`pairs`: earlier column, HEAD column); of the rows `only` names, when it names some.
 fn row_deltas(
     left: &Doc,
     lt: &Table,
     right: &Doc,
     rt: &Table,
     pairs: &[(&Column, &Column)],
+    only: Option<&HashSet<i64>>,
     d: &mut TableDelta,
 ) {
-    let old = Cells::of(left, lt);
-    let new = Cells::of(right, rt);
+    let old = Cells::of(left, lt, only);
+    let new = Cells::of(right, rt, only);
     for &id in old.by_id.keys() {
         if !new.by_id.contains_key(&id) {
             d.remove_rows.push(id);
@@ -423,3 +445,46 @@ fn row_deltas(
         }
     }
 }
+
+/// The rows whose cells can differ between the two states, when that is knowable from their
+/// stored records alone: the table kept its id and columns, references no row of its own, and
+/// every other table of the doc is the same (shared, unchanged) in both, so a formula or display
+/// cell depends on nothing else that changed. Then a row stored alike in both has the same
+/// cells, and only the others are computed: a comparison costs what changed, not the table's
+/// size (a `manualSort` column alone makes every table computed). `None`: compute every row.
+fn rows_that_can_differ(left: &Doc, lt: &Table, right: &Doc, rt: &Table) -> Option<HashSet<i64>> {
+    let refers_to_itself = rt
+        .columns
+        .iter()
+        .any(|c| referenced_table(c.col_type()) == Some(rt.id.as_str()));
+    if lt.id != rt.id || lt.columns != rt.columns || refers_to_itself {
+        return None;
+    }
+    let others_shared = left.tables.len() == right.tables.len()
+        && right
+            .tables
+            .iter()
+            .filter(|t| t.table_ref() != rt.table_ref())
+            .all(|t| {
+                left.tables
+                    .iter()
+                    .any(|l| l.table_ref() == t.table_ref() && Arc::ptr_eq(l, t))
+            });
+    if !others_shared {
+        return None;
+    }
+    let before: HashMap<i64, &Record> = lt.records.iter().map(|r| (r.id, r)).collect();
+    let after: HashSet<i64> = rt.records.iter().map(|r| r.id).collect();
+    let mut differ: HashSet<i64> = rt
+        .records
+        .iter()
+        .filter(|r| before.get(&r.id).is_none_or(|b| *b != *r))
+        .map(|r| r.id)
+        .collect();
+    differ.extend(before.keys().filter(|id| !after.contains(id)));
+    Some(differ)
+}
+
+#[cfg(test)]
+#[path = "changes_narrowing_tests.rs"]
+mod narrowing_tests;
