@@ -241,6 +241,15 @@ impl Transform for FnTransform {
         Ok(*self.claims_nothing.lock().unwrap())
     }
 
+    /// For `etl plan`: `estimated_keys`, the keys it was shown.
+    async fn estimate(
+        &self,
+        _ctx: &StepContext,
+        batch: InputBatch,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StepError> {
+        Ok([("estimated_keys".to_string(), batch.keys.len() as u64)].into())
+    }
+
     async fn process(
         &self,
         _ctx: &StepContext,

@@ -247,6 +247,11 @@ pub async fn plan(config: &Path, select: &SelectArgs) -> Exit {
                     }
                 }
                 let c = |name: &str| s.counters.get(name).copied();
+                if c(etl_core::runner::PLAN_PRODUCES_NOTHING).is_some() {
+                    println!(
+                        "    produces nothing from these keys (its side inputs say so): a run settles them unread, or only deletes what they wrote"
+                    );
+                }
                 if let Some(texts) = c("texts_to_embed") {
                     println!(
                         "    texts to embed: {texts}, about {} tokens ({} more already in the embedding cache){}",

@@ -467,3 +467,8 @@ impl Runner {
 /// The counter of the keys a step that produces nothing settled without reading them (see
 /// [`crate::step::Transform::produces_nothing`]).
 pub const KEYS_SETTLED_UNREAD: &str = "keys_settled_unread";
+
+/// The counter `etl plan` sets (to 1) for a transform that says it produces nothing from its
+/// pending keys: their cost is not estimated, since a run settles them without reading them, or
+/// (when an output table still holds rows) runs batches that only delete.
+pub const PLAN_PRODUCES_NOTHING: &str = "produces_nothing";

@@ -1,6 +1,7 @@
 //! `etl plan` for a transform: how many keys a run would process and delete, and what
 //! processing them would cost, as the step estimates it on the keys themselves (texts to embed,
-//! how many of them the cache holds). Reads only; nothing is captured or written.
+//! how many of them the cache holds). Reads only; nothing is captured or written. A step that
+//! says it produces nothing from its keys is not asked: a run would not read them either.
 
 use crate::report::StepReport;
 use crate::step::{StepContext, StepError, StepImpl};
@@ -26,6 +27,10 @@ impl Runner {
         let work = plan.new + plan.changed + plan.failed_due;
         report.plan = Some(plan);
         if work == 0 {
+            return Ok(());
+        }
+        if transform.produces_nothing(ctx).await? {
+            ctx.counters.add(super::PLAN_PRODUCES_NOTHING, 1);
             return Ok(());
         }
         let keys = self.store.plan_keys(step, MAX_ESTIMATED_KEYS).await?;

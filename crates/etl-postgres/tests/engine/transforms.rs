@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use etl_core::runner::KEYS_SETTLED_UNREAD;
+use etl_core::runner::{KEYS_SETTLED_UNREAD, PLAN_PRODUCES_NOTHING};
 use etl_core::Runner;
 use etl_testkit::steps::text_row;
 
@@ -279,6 +279,32 @@ async fn a_step_that_produces_nothing_settles_its_keys_unread_while_it_holds_no_
         nodes - 1
     );
     assert_eq!(h.count(settled).await, nodes - 1);
+}
+
+#[tokio::test]
+async fn planning_a_step_that_produces_nothing_estimates_none_of_its_keys() {
+    let h = Harness::new().await;
+    h.run().await;
+    h.catalog.set_version("shape", 2);
+    let plan = h.plan().await;
+    let shape = step(&plan, "shape");
+    assert_eq!(shape.counters.get("estimated_keys"), Some(&13), "{plan}");
+    assert_eq!(shape.counters.get(PLAN_PRODUCES_NOTHING), None, "{plan}");
+    // The run would not read these keys: neither does the plan.
+    h.shape.claim_nothing(true);
+    let plan = h.plan().await;
+    let shape = step(&plan, "shape");
+    assert_eq!(shape.counters.get("estimated_keys"), None, "{plan}");
+    assert_eq!(
+        shape.counters.get(PLAN_PRODUCES_NOTHING),
+        Some(&1),
+        "{plan}"
+    );
+    assert_eq!(
+        shape.plan.unwrap().total(),
+        13,
+        "the keys are still counted"
+    );
 }
 
 #[tokio::test]
