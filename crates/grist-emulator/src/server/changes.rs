@@ -26,10 +26,11 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::answers::{emulator_error, error_answer, json_answer};
+use super::narrowing::rows_that_can_differ;
 use super::reads::records_out;
 use super::request::{query_pairs, query_param};
 use crate::docs::Docs;
-use crate::model::{default_for_type, referenced_table, Column, Doc, Fields, Record, Table};
+use crate::model::{default_for_type, Column, Doc, Fields, Table};
 
 /// Grist's cap on the rows a comparison details when `maxRows` is not given.
 const DEFAULT_MAX_ROWS: usize = 10;
@@ -444,45 +445,6 @@ fn row_deltas(
             }
         }
     }
-}
-
-/// The rows whose cells can differ between the two states, when that is knowable from their
-/// stored records alone: the table kept its id and columns, references no row of its own, and
-/// every other table of the doc is the same (shared, unchanged) in both, so a formula or display
-/// cell depends on nothing else that changed. Then a row stored alike in both has the same
-/// cells, and only the others are computed: a comparison costs what changed, not the table's
-/// size (a `manualSort` column alone makes every table computed). `None`: compute every row.
-fn rows_that_can_differ(left: &Doc, lt: &Table, right: &Doc, rt: &Table) -> Option<HashSet<i64>> {
-    let refers_to_itself = rt
-        .columns
-        .iter()
-        .any(|c| referenced_table(c.col_type()) == Some(rt.id.as_str()));
-    if lt.id != rt.id || lt.columns != rt.columns || refers_to_itself {
-        return None;
-    }
-    let others_shared = left.tables.len() == right.tables.len()
-        && right
-            .tables
-            .iter()
-            .filter(|t| t.table_ref() != rt.table_ref())
-            .all(|t| {
-                left.tables
-                    .iter()
-                    .any(|l| l.table_ref() == t.table_ref() && Arc::ptr_eq(l, t))
-            });
-    if !others_shared {
-        return None;
-    }
-    let before: HashMap<i64, &Record> = lt.records.iter().map(|r| (r.id, r)).collect();
-    let after: HashSet<i64> = rt.records.iter().map(|r| r.id).collect();
-    let mut differ: HashSet<i64> = rt
-        .records
-        .iter()
-        .filter(|r| before.get(&r.id).is_none_or(|b| *b != *r))
-        .map(|r| r.id)
-        .collect();
-    differ.extend(before.keys().filter(|id| !after.contains(id)));
-    Some(differ)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The narrowed comparison ([`super::rows_that_can_differ`]) against the whole one. Over random
+//! The narrowed comparison ([`rows_that_can_differ`]) against the whole one. Over random
 //! edits of the recorded `edge-cases` doc (cells that formulas and display helpers read, rows
 //! added, rows removed with the references to them cleared, a formula changed, a column added
 //! and removed),
@@ -11,9 +11,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use super::{changes_with, rows_that_can_differ, Narrowing};
+use super::{changes_with, Narrowing};
 use crate::docs::Docs;
 use crate::history::State;
+use crate::server::narrowing::rows_that_can_differ;
 
 const DOC: &str = "edge-cases";
 

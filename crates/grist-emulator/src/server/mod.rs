@@ -10,7 +10,8 @@
 //! * `workspaces` – the workspace and doc endpoints (list, get, create, delete).
 //! * `reads` – `GET` of tables, columns and records (with `filter`, `sort`, `limit`).
 //! * `csv_download` – `GET /download/csv`.
-//! * `changes` – the change feed: `GET /states` and `GET /compare`.
+//! * `changes` – the change feed: `GET /states` and `GET /compare`; `narrowing` – which rows of
+//!   a changed table a comparison computes.
 //! * `writes` – the endpoints that change tables, columns and records, and `/apply`.
 
 mod answers;
@@ -18,6 +19,7 @@ mod changes;
 mod csv_download;
 mod doc_access;
 mod gate;
+mod narrowing;
 mod reads;
 mod request;
 mod workspaces;
