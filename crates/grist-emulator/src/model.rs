@@ -278,20 +278,18 @@ impl Table {
         self.columns.iter().find(|c| c.col_ref() == col_ref)
     }
 
+    /// Record `id`: a binary search, as records are normally in id order, else a scan.
     pub fn record(&self, id: i64) -> Option<&Record> {
-        // Records are normally in id order; fall back to a scan when they are not.
-        if let Ok(i) = self.records.binary_search_by_key(&id, |r| r.id) {
-            return self.records.get(i);
-        }
-        self.records.iter().find(|r| r.id == id)
+        self.position(id).map(|i| &self.records[i])
     }
 
-    /// [`Table::record`], to change.
     pub fn record_mut(&mut self, id: i64) -> Option<&mut Record> {
-        match self.records.binary_search_by_key(&id, |r| r.id) {
-            Ok(i) => self.records.get_mut(i),
-            Err(_) => self.records.iter_mut().find(|r| r.id == id),
-        }
+        self.position(id).map(|i| &mut self.records[i])
+    }
+
+    fn position(&self, id: i64) -> Option<usize> {
+        let found = self.records.binary_search_by_key(&id, |r| r.id).ok();
+        found.or_else(|| self.records.iter().position(|r| r.id == id))
     }
 
     /// The next free row id (max + 1).

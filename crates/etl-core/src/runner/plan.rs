@@ -1,7 +1,9 @@
 //! `etl plan` for a transform: how many keys a run would process and delete, and what
 //! processing them would cost, as the step estimates it on the keys themselves (texts to embed,
 //! how many of them the cache holds). Reads only; nothing is captured or written. A step that
-//! says it produces nothing from its keys is not asked: a run would not read them either.
+//! says it produces nothing from its keys is not asked: processing them costs nothing to
+//! estimate (a run settles them unread, or, while an output table holds rows, runs batches
+//! that only delete).
 
 use crate::report::StepReport;
 use crate::step::{StepContext, StepError, StepImpl};

@@ -290,7 +290,7 @@ async fn planning_a_step_that_produces_nothing_estimates_none_of_its_keys() {
     let shape = step(&plan, "shape");
     assert_eq!(shape.counters.get("estimated_keys"), Some(&13), "{plan}");
     assert_eq!(shape.counters.get(PLAN_PRODUCES_NOTHING), None, "{plan}");
-    // The run would not read these keys: neither does the plan.
+    // Nothing to estimate: the plan reads none of the keys.
     h.shape.claim_nothing(true);
     let plan = h.plan().await;
     let shape = step(&plan, "shape");

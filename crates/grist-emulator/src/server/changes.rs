@@ -255,13 +255,13 @@ fn changes(left: &Doc, right: &Doc, max_rows: Option<usize>) -> Value {
 }
 
 /// Which rows of a changed table a comparison computes the cells of.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Narrowing {
     /// Only those [`rows_that_can_differ`] names, when it can tell.
     ByStoredRecords,
     /// All of them (what the narrowed comparison must always equal).
     #[cfg(test)]
-    None,
+    EveryRow,
 }
 
 fn changes_with(left: &Doc, right: &Doc, max_rows: Option<usize>, narrowing: Narrowing) -> Value {
@@ -271,8 +271,7 @@ fn changes_with(left: &Doc, right: &Doc, max_rows: Option<usize>, narrowing: Nar
     let mut meta_columns = TableDelta::default();
     let left_by_ref: HashMap<i64, &Arc<Table>> =
         left.tables.iter().map(|t| (t.table_ref(), t)).collect();
-    let right_refs: std::collections::HashSet<i64> =
-        right.tables.iter().map(|t| t.table_ref()).collect();
+    let right_refs: HashSet<i64> = right.tables.iter().map(|t| t.table_ref()).collect();
 
     for lt in left
         .tables
@@ -357,7 +356,7 @@ fn changes_with(left: &Doc, right: &Doc, max_rows: Option<usize>, narrowing: Nar
             let only = match narrowing {
                 Narrowing::ByStoredRecords => rows_that_can_differ(left, lt_table, right, rt),
                 #[cfg(test)]
-                Narrowing::None => None,
+                Narrowing::EveryRow => None,
             };
             row_deltas(left, lt_table, right, rt, &pairs, only.as_ref(), &mut d);
         }

@@ -2,7 +2,7 @@
 //! table with formulas, display helpers or a `manualSort` column is computed row by row, which
 //! for every row of a large table costs seconds; a comparison should cost what changed, as
 //! Grist's does (it composes its action history). When nothing a table's cells read can have
-//! changed but its own stored records, only the records that differ are computed.
+//! changed but each row's own stored record, only the records that differ are computed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -10,35 +10,34 @@ use std::sync::Arc;
 use crate::model::{referenced_table, Doc, Record, Table};
 
 /// The rows whose cells can differ between the two states, when that is knowable from their
-/// stored records alone: the table kept its id and columns, references no row of its own, and
-/// every other table of the doc is the same (shared, unchanged) in both, so a formula or display
-/// cell depends on nothing else that changed. Then a row stored alike in both has the same
-/// cells, and only the others are computed: a comparison costs what changed, not the table's
-/// size (a `manualSort` column alone makes every table computed). `None`: compute every row.
+/// stored records alone. A cell reads its own row, and other rows only through a `Ref` or
+/// `RefList` column's table (`crate::eval`). So when the table kept its id and columns, every
+/// other table of the doc is the same (shared, unchanged) in both states, and no column of any
+/// table refers to this one (else a formula could read this table's other rows back, through
+/// itself or another table), a row stored alike in both has the same cells. Only the others are
+/// computed: a comparison costs what changed, not the table's size (a `manualSort` column alone
+/// makes every table computed). `None`: compute every row.
 pub(super) fn rows_that_can_differ(
     left: &Doc,
     lt: &Table,
     right: &Doc,
     rt: &Table,
 ) -> Option<HashSet<i64>> {
-    let refers_to_itself = rt
-        .columns
-        .iter()
-        .any(|c| referenced_table(c.col_type()) == Some(rt.id.as_str()));
-    if lt.id != rt.id || lt.columns != rt.columns || refers_to_itself {
+    if lt.id != rt.id || lt.columns != rt.columns {
         return None;
     }
+    let referred_to = right.tables.iter().any(|t| {
+        t.columns
+            .iter()
+            .any(|c| referenced_table(c.col_type()) == Some(rt.id.as_str()))
+    });
     let others_shared = left.tables.len() == right.tables.len()
         && right
             .tables
             .iter()
             .filter(|t| t.table_ref() != rt.table_ref())
-            .all(|t| {
-                left.tables
-                    .iter()
-                    .any(|l| l.table_ref() == t.table_ref() && Arc::ptr_eq(l, t))
-            });
-    if !others_shared {
+            .all(|t| left.tables.iter().any(|l| Arc::ptr_eq(l, t)));
+    if referred_to || !others_shared {
         return None;
     }
     Some(records_that_differ(&lt.records, &rt.records))
