@@ -190,7 +190,7 @@ mod tests {
         doc
     }
 
-    fn left(doc: &Doc) -> Vec<i64> {
+    fn remaining(doc: &Doc) -> Vec<i64> {
         doc.table("People")
             .unwrap()
             .records
@@ -203,7 +203,7 @@ mod tests {
     fn removing_rows_in_one_pass_fails_at_an_id_removing_them_one_by_one_would() {
         let mut doc = people(5);
         delete_records(&mut doc, "People", &json!([4, 2])).unwrap();
-        assert_eq!(left(&doc), vec![1, 3, 5]);
+        assert_eq!(remaining(&doc), vec![1, 3, 5]);
         for (body, unknown) in [(json!([1, 9]), 9), (json!([3, 3]), 3), (json!([2]), 2)] {
             let mut copy = doc.clone();
             match delete_records(&mut copy, "People", &body) {
